@@ -1,0 +1,3 @@
+fn main() {
+    println!("keelson {}", env!("CARGO_PKG_VERSION"));
+}
