@@ -1,0 +1,6 @@
+//! The Keelson server: an etcd v3 compatible key-value server. This crate holds the parts shared
+//! by the server binary: its startup configuration ([`config`]) and the etcd v3 API errors it
+//! returns ([`errors`]).
+
+pub mod config;
+pub mod errors;
