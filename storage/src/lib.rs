@@ -4,8 +4,10 @@
 //!   tests can swap the real file for an in-memory device that loses unsynced writes, tears them,
 //!   fails an operation on a countdown, or flips a bit.
 //! - [`btree`]: the copy-on-write, memory-mapped B+tree that holds applied state (Keelson's bbolt).
+//! - [`wal`]: the write-ahead log every change is made durable in before it is acknowledged.
 //!
 //! Storage code never reaches past [`io`] to the operating system.
 
 pub mod btree;
 pub mod io;
+pub mod wal;

@@ -9,9 +9,15 @@
 //!   tests inject faults. See its module for the crash model.
 
 mod file;
+mod log;
+mod log_glommio;
+mod log_memory;
 mod memory;
 
 pub use file::FileDevice;
+pub use log::{LOG_BLOCK_BYTES, LogDirectory, LogFile};
+pub use log_glommio::{GlommioDirectory, GlommioLogFile};
+pub use log_memory::{DirCrashImage, MemoryDirectory, MemoryLogFile};
 pub use memory::{CrashImage, FaultPlan, MemoryDevice};
 
 use std::io;

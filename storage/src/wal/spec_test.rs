@@ -1,0 +1,1 @@
+//! Checks that the constants in code match docs/STORAGE-WAL.md.
