@@ -160,6 +160,11 @@ impl MemoryDirectory {
         points
     }
 
+    /// How many crash points have been recorded so far (not counting "now").
+    pub fn crash_point_count(&self) -> usize {
+        self.state.borrow().crash_points.as_ref().map_or(0, Vec::len)
+    }
+
     /// Fails the N-th file sync from now (0: the next one), in whichever file it happens.
     pub fn fail_file_sync_after(&self, n: u64) {
         self.state.borrow_mut().fail_file_sync_after = Some(n);
