@@ -81,6 +81,15 @@ pub struct ReadTxn {
     pub(crate) snapshot: Arc<Snapshot>,
 }
 
+impl std::fmt::Debug for ReadTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadTxn")
+            .field("file", &self.snapshot.file)
+            .field("txn_id", &self.snapshot.meta.txn_id)
+            .finish()
+    }
+}
+
 impl ReadTxn {
     pub(crate) fn view(&self) -> View<'_> {
         View {
@@ -168,6 +177,16 @@ pub struct WriteTxn<'db> {
     /// Set when an operation failed part-way; the transaction can then only be aborted.
     broken: Option<String>,
     finished: bool,
+}
+
+impl std::fmt::Debug for WriteTxn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTxn")
+            .field("file", &self.base.file)
+            .field("txn_id", &self.txn_id)
+            .field("dirty_pages", &self.dirty.nodes.len())
+            .finish()
+    }
 }
 
 impl<'db> WriteTxn<'db> {
