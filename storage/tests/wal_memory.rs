@@ -6,8 +6,8 @@ use futures::future::join_all;
 use futures::task::LocalSpawnExt;
 use keelson_storage::io::MemoryDirectory;
 use keelson_storage::wal::{
-    Entry, HardState, Record, RecoveryReport, SEGMENT_HEADER_BYTES, SnapshotMarker, Wal,
-    WalConfig, WalError,
+    Entry, HardState, Record, RecoveryReport, SEGMENT_HEADER_BYTES, SnapshotMarker, Wal, WalConfig,
+    WalError,
 };
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -21,7 +21,9 @@ fn config(segment_bytes: u64) -> WalConfig {
 
 fn data(index: u64, term: u64) -> Vec<u8> {
     let len = 20 + (index * 7 + term) % 60;
-    (0..len).map(|i| (index * 31 + term * 7 + i) as u8).collect()
+    (0..len)
+        .map(|i| (index * 31 + term * 7 + i) as u8)
+        .collect()
 }
 
 fn entry(index: u64, term: u64) -> Record {
@@ -189,7 +191,11 @@ fn a_bit_flip_anywhere_is_refused_or_cut_with_the_torn_tail_never_replayed() {
                     }
                     let tail = report.torn_tail.expect("flip noticed");
                     assert!(tail.offset <= at as u64);
-                    assert!(got.len() + 1 >= all.len(), "flip at {at} cut {}", all.len() - got.len());
+                    assert!(
+                        got.len() + 1 >= all.len(),
+                        "flip at {at} cut {}",
+                        all.len() - got.len()
+                    );
                     cut += 1;
                 }
             }
@@ -251,7 +257,8 @@ fn a_new_leader_overwrites_the_log_tail() {
     let cfg = config(8 << 10);
     let dir = MemoryDirectory::new();
     let (wal, _) = open(&dir, cfg.clone());
-    let batch = |from: u64, to: u64, term: u64| (from..=to).map(|i| entry(i, term)).collect::<Vec<_>>();
+    let batch =
+        |from: u64, to: u64, term: u64| (from..=to).map(|i| entry(i, term)).collect::<Vec<_>>();
     block_on(wal.append(&batch(1, 80, 1))).unwrap();
     // Truncation back to 61 by a term-2 leader, then more, then a term-3 leader rewrites 70.
     block_on(wal.append(&batch(61, 120, 2))).unwrap();
@@ -259,9 +266,21 @@ fn a_new_leader_overwrites_the_log_tail() {
     assert!(wal.segment_count() > 1);
     let check = |wal: &Wal<MemoryDirectory>| {
         let got = block_on(wal.replay(0)).unwrap().entries;
-        assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), (1..=75).collect::<Vec<_>>());
+        assert_eq!(
+            got.iter().map(|e| e.index).collect::<Vec<_>>(),
+            (1..=75).collect::<Vec<_>>()
+        );
         for e in &got {
-            expect_entry(e, if e.index <= 60 { 1 } else if e.index < 70 { 2 } else { 3 });
+            expect_entry(
+                e,
+                if e.index <= 60 {
+                    1
+                } else if e.index < 70 {
+                    2
+                } else {
+                    3
+                },
+            );
         }
         let mid = block_on(wal.replay(65)).unwrap().entries;
         assert_eq!(mid.first().unwrap().index, 65);
@@ -325,7 +344,11 @@ fn the_preparer_keeps_the_next_segment_ready() {
         }
     });
     pool.run_until_stalled();
-    let tmps = dir.files().iter().filter(|(n, _)| n.ends_with(".tmp")).count();
+    let tmps = dir
+        .files()
+        .iter()
+        .filter(|(n, _)| n.ends_with(".tmp"))
+        .count();
     assert_eq!(tmps, 1, "exactly the next segment is prepared");
     wal.close();
     pool.run();

@@ -46,7 +46,7 @@ pub trait LogDirectory {
 /// One preallocated log file.
 pub trait LogFile {
     /// Length in bytes; fixed at creation.
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
     /// Reads `len` bytes at `offset`; both must be multiples of [`LOG_BLOCK_BYTES`].
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Writes `data` at `offset`; both must be multiples of [`LOG_BLOCK_BYTES`] and the range must

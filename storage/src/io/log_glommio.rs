@@ -137,7 +137,7 @@ pub struct GlommioLogFile {
 }
 
 impl LogFile for GlommioLogFile {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
 

@@ -55,7 +55,9 @@ impl DirState {
     fn checkpoint(&mut self) {
         if self.crash_points.is_some() {
             let image = self.image();
-            self.crash_points.as_mut().expect("checked").push(image);
+            if let Some(points) = &mut self.crash_points {
+                points.push(image);
+            }
         }
     }
 }
@@ -162,7 +164,11 @@ impl MemoryDirectory {
 
     /// How many crash points have been recorded so far (not counting "now").
     pub fn crash_point_count(&self) -> usize {
-        self.state.borrow().crash_points.as_ref().map_or(0, Vec::len)
+        self.state
+            .borrow()
+            .crash_points
+            .as_ref()
+            .map_or(0, Vec::len)
     }
 
     /// Fails the N-th file sync from now (0: the next one), in whichever file it happens.
@@ -207,7 +213,10 @@ impl LogDirectory for MemoryDirectory {
         assert_block_aligned(len, 0);
         let mut state = self.state.borrow_mut();
         if state.current.contains_key(name) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, name.to_string()));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                name.to_string(),
+            ));
         }
         // Zero-filled and synced, as the real implementation leaves it.
         let device = MemoryDevice::from_bytes(name, vec![0; len as usize]);
@@ -271,7 +280,7 @@ pub struct MemoryLogFile {
 }
 
 impl LogFile for MemoryLogFile {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
 

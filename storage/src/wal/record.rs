@@ -140,7 +140,10 @@ fn chained_crc(seed: u32, len_word: &[u8], body: &[u8]) -> u32 {
 /// Appends `record`'s frame to `out` and returns its CRC, the seed of the next record.
 pub fn encode(record: &Record, seed: u32, out: &mut Vec<u8>) -> u32 {
     let body_len = record.body_len();
-    assert!(body_len <= RECORD_BYTES_MAX, "record body of {body_len} bytes");
+    assert!(
+        body_len <= RECORD_BYTES_MAX,
+        "record body of {body_len} bytes"
+    );
     let start = out.len();
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);

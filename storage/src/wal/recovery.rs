@@ -4,7 +4,7 @@
 
 use super::record::{HardState, Record, SegmentHeader, SnapshotMarker};
 use super::segment::{self, Scanned, parse_segment_name, prepared_name, segment_name};
-use super::writer::{Inner, SegmentMeta, State, Wal, WalConfig};
+use super::writer::{Inner, Position, SegmentMeta, State, Wal, WalConfig};
 use super::{
     BLOCK_BYTES, PREPARED_SUFFIX, READ_CHUNK_BYTES, Result, WalError, align_down, align_up,
 };
@@ -41,7 +41,7 @@ pub struct TornTail {
 
 /// Reads a whole segment file.
 pub(crate) async fn read_segment<F: LogFile>(file: &F) -> Result<Vec<u8>> {
-    let len = file.len();
+    let len = file.size();
     let mut bytes = Vec::with_capacity(len as usize);
     let mut at = 0u64;
     while at < len {
@@ -145,7 +145,10 @@ impl<D: LogDirectory> Wal<D> {
                             return Err(WalError::Corrupt {
                                 file: meta.name.clone(),
                                 offset: *offset,
-                                reason: format!("entry {} leaves a gap after {last_index}", e.index),
+                                reason: format!(
+                                    "entry {} leaves a gap after {last_index}",
+                                    e.index
+                                ),
                             });
                         }
                         last_index = e.index;
@@ -168,7 +171,7 @@ impl<D: LogDirectory> Wal<D> {
             // Zero the torn bytes so the next append, which rewrites from the tail block on,
             // leaves no stale data after the new end.
             let from = align_down(end, BLOCK_BYTES);
-            let to = align_up(garbage_end, BLOCK_BYTES).min(file.len());
+            let to = align_up(garbage_end, BLOCK_BYTES).min(file.size());
             let mut buf = bytes[from as usize..end as usize].to_vec();
             buf.resize((to - from) as usize, 0);
             file.write_at(from, &buf).await?;
@@ -187,16 +190,16 @@ impl<D: LogDirectory> Wal<D> {
         report.segments = segs.len();
         report.last_index = last_index;
         let tail = bytes[align_down(end, BLOCK_BYTES) as usize..end as usize].to_vec();
-        let state = State::new(
-            segs,
-            file,
-            end,
+        let state = State::new(Position {
+            segments: segs,
+            current: file,
+            written_end: end,
             tail,
-            scanned.last_crc,
+            last_crc: scanned.last_crc,
             last_index,
             hard_state,
             snapshot,
-        );
+        });
         Ok((wal_from(dir, config, state), report))
     }
 }
@@ -235,19 +238,19 @@ async fn create<D: LogDirectory>(
     dir.sync().await?;
     report.created = true;
     report.segments = 1;
-    let state = State::new(
-        vec![SegmentMeta {
+    let state = State::new(Position {
+        segments: vec![SegmentMeta {
             seq: 0,
             first_index: 0,
             name,
         }],
-        Rc::new(file),
-        head.len() as u64,
-        head.to_vec(),
-        0,
-        0,
-        None,
-        None,
-    );
+        current: Rc::new(file),
+        written_end: head.len() as u64,
+        tail: head.to_vec(),
+        last_crc: 0,
+        last_index: 0,
+        hard_state: None,
+        snapshot: None,
+    });
     Ok((wal_from(dir, config, state), report))
 }

@@ -120,29 +120,37 @@ pub(crate) struct State<F> {
     closed: bool,
 }
 
+/// Where recovery left the log: what the writer starts from.
+pub(crate) struct Position<F> {
+    pub segments: Vec<SegmentMeta>,
+    pub current: Rc<F>,
+    pub written_end: u64,
+    pub tail: Vec<u8>,
+    pub last_crc: u32,
+    pub last_index: u64,
+    pub hard_state: Option<HardState>,
+    pub snapshot: Option<SnapshotMarker>,
+}
+
 impl<F> State<F> {
-    pub(crate) fn new(
-        segments: Vec<SegmentMeta>,
-        current: Rc<F>,
-        written_end: u64,
-        tail: Vec<u8>,
-        last_crc: u32,
-        last_index: u64,
-        hard_state: Option<HardState>,
-        snapshot: Option<SnapshotMarker>,
-    ) -> State<F> {
-        let enq_seq = segments.last().expect("a log has a segment").seq;
+    pub(crate) fn new(p: Position<F>) -> State<F> {
+        let enq_seq = p.segments.last().expect("a log has a segment").seq;
+        assert_eq!(
+            p.tail.len() as u64,
+            p.written_end - align_down(p.written_end, BLOCK_BYTES),
+            "tail block out of step with the end"
+        );
         State {
-            segments,
-            current,
-            written_end,
-            tail,
+            segments: p.segments,
+            current: p.current,
+            written_end: p.written_end,
+            tail: p.tail,
             enq_seq,
-            enq_end: written_end,
-            enq_seed: last_crc,
-            enq_last_index: last_index,
-            hard_state,
-            snapshot,
+            enq_end: p.written_end,
+            enq_seed: p.last_crc,
+            enq_last_index: p.last_index,
+            hard_state: p.hard_state,
+            snapshot: p.snapshot,
             queue: VecDeque::new(),
             next_ticket: 1,
             durable_ticket: 0,
@@ -224,7 +232,9 @@ impl<D: LogDirectory> Wal<D> {
                 };
                 self.flush().await;
                 guard.finish();
-                self.inner.outcome(ticket).expect("the leader flushed its own ticket")
+                self.inner
+                    .outcome(ticket)
+                    .expect("the leader flushed its own ticket")
             }
         }
     }
@@ -344,8 +354,12 @@ impl<D: LogDirectory> Wal<D> {
             let state = inner.state.borrow();
             match chunk.new_segment {
                 None => {
-                    assert_eq!(chunk.start, state.written_end, "queue out of step with the file");
-                    let mut buf = Vec::with_capacity(state.tail.len() + chunk.bytes.len() + BLOCK_BYTES);
+                    assert_eq!(
+                        chunk.start, state.written_end,
+                        "queue out of step with the file"
+                    );
+                    let mut buf =
+                        Vec::with_capacity(state.tail.len() + chunk.bytes.len() + BLOCK_BYTES);
                     buf.extend_from_slice(&state.tail);
                     buf.extend_from_slice(&chunk.bytes);
                     let at = align_down(state.written_end, BLOCK_BYTES);
@@ -360,9 +374,9 @@ impl<D: LogDirectory> Wal<D> {
             Some(f) => f,
             None => {
                 let h = chunk.new_segment.expect("new segment");
-                self.take_prepared(h.seq).await.map_err(|e| {
-                    format!("preparing segment {}: {e}", prepared_name(h.seq))
-                })?
+                self.take_prepared(h.seq)
+                    .await
+                    .map_err(|e| format!("preparing segment {}: {e}", prepared_name(h.seq)))?
             }
         };
         let mut buf = buf;
