@@ -52,7 +52,10 @@ fn workload(device: &MemoryDevice, seed: u64, commits: usize) -> Vec<Trees> {
                 2..=3 => {
                     if let Some(entries) = model.get_mut(name) {
                         let key = format!("k{:04}", rng.random_range(0..300)).into_bytes();
-                        assert_eq!(txn.delete(name, &key).unwrap(), entries.remove(&key).is_some());
+                        assert_eq!(
+                            txn.delete(name, &key).unwrap(),
+                            entries.remove(&key).is_some()
+                        );
                     }
                 }
                 _ => {
@@ -82,24 +85,35 @@ fn workload(device: &MemoryDevice, seed: u64, commits: usize) -> Vec<Trees> {
 
 /// Opens a crashed image and checks it shows one of the `allowed` transaction ids, with exactly
 /// that commit's contents; then proves the recovered file still takes writes.
-fn verify(image: &CrashImage, device: MemoryDevice, allowed: &[u64], states: &[Trees], what: &str) -> u64 {
-    let db = Database::open(Arc::new(device))
-        .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+fn verify(
+    image: &CrashImage,
+    device: MemoryDevice,
+    allowed: &[u64],
+    states: &[Trees],
+    what: &str,
+) -> u64 {
+    let db =
+        Database::open(Arc::new(device)).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let txn_id = db.begin_read().unwrap().txn_id();
     assert!(
         allowed.contains(&txn_id),
         "{what}: recovered txn {txn_id}, allowed {allowed:?} ({} writes in flight)",
         image.in_flight_count()
     );
-    assert!(contents(&db) == states[txn_id as usize], "{what}: contents differ from commit {txn_id}");
-    db.check().unwrap_or_else(|e| panic!("{what}: check failed: {e}"));
+    assert!(
+        contents(&db) == states[txn_id as usize],
+        "{what}: contents differ from commit {txn_id}"
+    );
+    db.check()
+        .unwrap_or_else(|e| panic!("{what}: check failed: {e}"));
     let mut txn = db.begin_write().unwrap();
     txn.create_tree(b"after").unwrap();
     for i in 0..50u32 {
         txn.put(b"after", &i.to_be_bytes(), &[9; 300]).unwrap();
     }
     txn.commit().unwrap();
-    db.check().unwrap_or_else(|e| panic!("{what}: check after a new commit failed: {e}"));
+    db.check()
+        .unwrap_or_else(|e| panic!("{what}: check after a new commit failed: {e}"));
     txn_id
 }
 
@@ -112,7 +126,8 @@ fn crash_everywhere(seed: u64, commits: usize) {
     assert_eq!(points.len(), 1 + 2 * commits + 1);
     for (index, image) in points.iter().enumerate() {
         // Which commit was in flight at this sync point, and whether its meta was.
-        let (allowed, meta_in_flight): (Vec<u64>, bool) = if index == 0 || index == points.len() - 1 {
+        let (allowed, meta_in_flight): (Vec<u64>, bool) = if index == 0 || index == points.len() - 1
+        {
             let id = if index == 0 { 0 } else { commits as u64 };
             (vec![id], false)
         } else {
@@ -125,8 +140,20 @@ fn crash_everywhere(seed: u64, commits: usize) {
             }
         };
         let what = format!("seed {seed}, point {index}");
-        let lost = verify(image, image.lose_unsynced("crash.db"), &allowed, &states, &format!("{what} lose"));
-        let kept = verify(image, image.keep_unsynced("crash.db"), &allowed, &states, &format!("{what} keep"));
+        let lost = verify(
+            image,
+            image.lose_unsynced("crash.db"),
+            &allowed,
+            &states,
+            &format!("{what} lose"),
+        );
+        let kept = verify(
+            image,
+            image.keep_unsynced("crash.db"),
+            &allowed,
+            &states,
+            &format!("{what} keep"),
+        );
         if meta_in_flight {
             assert_eq!(lost, allowed[0], "{what}: a lost meta must fall back");
             assert_eq!(kept, allowed[1], "{what}: a durable meta must win");
@@ -141,14 +168,20 @@ fn crash_everywhere(seed: u64, commits: usize) {
                     continue;
                 }
             }
-            verify(image, image.torn("crash.db", torn), &allowed, &states, &format!("{what} torn {torn}"));
+            verify(
+                image,
+                image.torn("crash.db", torn),
+                &allowed,
+                &states,
+                &format!("{what} torn {torn}"),
+            );
         }
     }
 }
 
 #[test]
 fn every_crash_point_recovers_the_last_durable_commit() {
-    for seed in 0..4 {
-        crash_everywhere(seed, 10);
+    for seed in 0..10 {
+        crash_everywhere(seed, 12);
     }
 }

@@ -40,7 +40,10 @@ fn open_error(device: MemoryDevice) -> String {
         Err(e) => {
             assert!(matches!(e, Error::Corrupt { .. }), "{e}");
             let message = e.to_string();
-            assert!(message.contains(NAME), "error does not name the file: {message}");
+            assert!(
+                message.contains(NAME),
+                "error does not name the file: {message}"
+            );
             message
         }
     }
@@ -57,7 +60,10 @@ fn a_failed_sync_poisons_and_keeps_the_last_commit() {
         let mut txn = db.begin_write().unwrap();
         txn.put(b"t", b"new", b"value").unwrap();
         let err = txn.commit().unwrap_err();
-        assert!(matches!(err, Error::Io { .. }) && err.to_string().contains(NAME), "{err}");
+        assert!(
+            matches!(err, Error::Io { .. }) && err.to_string().contains(NAME),
+            "{err}"
+        );
         let poisoned = db.begin_write().unwrap_err();
         assert!(matches!(poisoned, Error::Poisoned { .. }), "{poisoned}");
         assert!(poisoned.to_string().contains(NAME));
@@ -95,10 +101,15 @@ fn a_failed_write_mid_commit_poisons_and_keeps_the_last_commit() {
         assert!(matches!(db.begin_write(), Err(Error::Poisoned { .. })));
         assert_eq!(db.begin_read().unwrap().get(b"t", b"big").unwrap(), None);
         let reopened = Database::open(Arc::new(durable(&device))).unwrap();
-        assert_eq!(reopened.begin_read().unwrap().txn_id(), 1, "after failing mutation {n}");
+        assert_eq!(
+            reopened.begin_read().unwrap().txn_id(),
+            1,
+            "after failing mutation {n}"
+        );
         reopened.check().unwrap();
         // The bytes the device did take (no crash) hold either commit, whole.
-        let current = Database::open(Arc::new(MemoryDevice::from_bytes(NAME, device.contents()))).unwrap();
+        let current =
+            Database::open(Arc::new(MemoryDevice::from_bytes(NAME, device.contents()))).unwrap();
         assert!([1, 2].contains(&current.begin_read().unwrap().txn_id()));
         current.check().unwrap();
     }
@@ -126,7 +137,10 @@ fn one_bad_meta_falls_back_and_two_are_refused() {
 
 /// The first page whose bytes contain `needle`.
 fn page_containing(bytes: &[u8], needle: &[u8]) -> u64 {
-    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     (at / PAGE_BYTES) as u64
 }
 
@@ -141,7 +155,10 @@ fn a_flipped_bit_in_a_data_page_is_found() {
     damaged.flip_bit(leaf * PAGE_BYTES as u64 + 2000, 1);
     let db = Database::open(Arc::new(damaged)).unwrap();
     let message = db.check().unwrap_err().to_string();
-    assert!(message.contains(&format!("page checksum mismatch at page {leaf}")), "{message}");
+    assert!(
+        message.contains(&format!("page checksum mismatch at page {leaf}")),
+        "{message}"
+    );
     assert!(message.contains(NAME));
     // The root of the tree is verified on open: a flip there refuses the file.
     let root = (2..bytes.len() / PAGE_BYTES)
@@ -150,7 +167,10 @@ fn a_flipped_bit_in_a_data_page_is_found() {
     let damaged = MemoryDevice::from_bytes(NAME, bytes);
     damaged.flip_bit(root * PAGE_BYTES as u64 + 40, 0);
     let message = open_error(damaged);
-    assert!(message.contains(&format!("page checksum mismatch at page {root}")), "{message}");
+    assert!(
+        message.contains(&format!("page checksum mismatch at page {root}")),
+        "{message}"
+    );
 }
 
 #[test]
@@ -210,7 +230,10 @@ fn foreign_files_are_refused() {
         bytes[slot * PAGE_BYTES + 40] = 9;
     }
     let message = open_error(MemoryDevice::from_bytes(NAME, bytes));
-    assert!(message.contains("unsupported format version 9"), "{message}");
+    assert!(
+        message.contains("unsupported format version 9"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -219,14 +242,21 @@ fn over_limit_keys_and_values_write_nothing() {
     let before = device.contents();
     let syncs = device.sync_count();
     let mut txn = db.begin_write().unwrap();
-    let err = txn.put(b"t", &vec![1; KEY_BYTES_MAX + 1], b"v").unwrap_err();
+    let err = txn
+        .put(b"t", &vec![1; KEY_BYTES_MAX + 1], b"v")
+        .unwrap_err();
     assert!(matches!(err, Error::KeyTooLarge { .. }), "{err}");
-    let err = txn.put(b"t", b"k", &vec![1; VALUE_BYTES_MAX + 1]).unwrap_err();
+    let err = txn
+        .put(b"t", b"k", &vec![1; VALUE_BYTES_MAX + 1])
+        .unwrap_err();
     assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
     assert_eq!(txn.get(b"t", b"k").unwrap(), None);
     drop(txn);
     assert_eq!(device.sync_count(), syncs);
-    assert!(device.contents() == before, "a refused write changed the file");
+    assert!(
+        device.contents() == before,
+        "a refused write changed the file"
+    );
     assert_eq!(entries(&db), 10);
 }
 
@@ -239,6 +269,9 @@ fn a_failed_read_on_open_names_the_file() {
         ..FaultPlan::default()
     });
     let err = Database::open(Arc::new(device.clone())).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains(NAME), "{err}");
+    assert!(
+        matches!(err, Error::Io { .. }) && err.to_string().contains(NAME),
+        "{err}"
+    );
     assert_eq!(device.len().unwrap() % PAGE_BYTES as u64, 0);
 }

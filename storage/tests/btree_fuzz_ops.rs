@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 #[test]
 fn random_operation_sequences_match_the_model() {
     let mut rng = StdRng::seed_from_u64(0x6b65_656c);
-    for _ in 0..300 {
+    for _ in 0..1000 {
         let len = rng.random_range(0..800);
         let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         ops::run(&data);

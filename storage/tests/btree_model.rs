@@ -15,13 +15,34 @@ const TREES: [&[u8]; 3] = [b"alpha", b"beta", b"gamma"];
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { tree: usize, key: Vec<u8>, value: (usize, u8) },
+    Put {
+        tree: usize,
+        key: Vec<u8>,
+        value: (usize, u8),
+    },
     /// Many ascending keys at once, so trees grow several levels deep.
-    Fill { tree: usize, start: u16, count: u16, value_len: usize },
-    Delete { tree: usize, key: Vec<u8> },
+    Fill {
+        tree: usize,
+        start: u16,
+        count: u16,
+        value_len: usize,
+    },
+    Delete {
+        tree: usize,
+        key: Vec<u8>,
+    },
     /// Deletes every other key of a fill, so leaves shrink and merge.
-    Thin { tree: usize, start: u16, count: u16 },
-    Range { tree: usize, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>, steps: u64 },
+    Thin {
+        tree: usize,
+        start: u16,
+        count: u16,
+    },
+    Range {
+        tree: usize,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        steps: u64,
+    },
     CreateTree(usize),
     DeleteTree(usize),
     Commit,
@@ -81,7 +102,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 fn value_bytes((len, seed): (usize, u8)) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_add((i % 253) as u8)).collect()
+    (0..len)
+        .map(|i| seed.wrapping_add((i % 253) as u8))
+        .collect()
 }
 
 fn within(key: &[u8], lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> bool {
@@ -107,8 +130,10 @@ fn compare_range<'a>(
     upper: &Bound<Vec<u8>>,
     steps: u64,
 ) {
-    let mut expected: std::collections::VecDeque<(&Vec<u8>, &Vec<u8>)> =
-        model.iter().filter(|(k, _)| within(k, lower, upper)).collect();
+    let mut expected: std::collections::VecDeque<(&Vec<u8>, &Vec<u8>)> = model
+        .iter()
+        .filter(|(k, _)| within(k, lower, upper))
+        .collect();
     let mut bit = 0;
     loop {
         let from_back = (steps >> (bit % 64)) & 1 == 1;
@@ -135,7 +160,12 @@ fn compare_range<'a>(
 }
 
 fn assert_snapshot_equals(read: &ReadTxn, model: &Trees) {
-    let names: Vec<Vec<u8>> = read.tree_names().unwrap().into_iter().map(<[u8]>::to_vec).collect();
+    let names: Vec<Vec<u8>> = read
+        .tree_names()
+        .unwrap()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
     assert_eq!(names, model.keys().cloned().collect::<Vec<_>>());
     for (name, entries) in model {
         let got: Vec<(&[u8], &[u8])> = read.range(name, ..).unwrap().map(Result::unwrap).collect();
@@ -172,9 +202,16 @@ fn run(ops: Vec<Op>) {
                         None => assert!(matches!(result, Err(Error::TreeNotFound { .. }))),
                     }
                 }
-                Op::Fill { tree, start, count, value_len } => {
+                Op::Fill {
+                    tree,
+                    start,
+                    count,
+                    value_len,
+                } => {
                     let name = TREES[tree];
-                    let Some(entries) = pending.get_mut(name) else { continue };
+                    let Some(entries) = pending.get_mut(name) else {
+                        continue;
+                    };
                     for i in start..start.saturating_add(count) {
                         let key = format!("f{i:05}").into_bytes();
                         let value = value_bytes((value_len, i as u8));
@@ -186,24 +223,42 @@ fn run(ops: Vec<Op>) {
                     let name = TREES[tree];
                     let result = txn.delete(name, &key);
                     match pending.get_mut(name) {
-                        Some(entries) => assert_eq!(result.unwrap(), entries.remove(&key).is_some()),
+                        Some(entries) => {
+                            assert_eq!(result.unwrap(), entries.remove(&key).is_some())
+                        }
                         None => assert!(matches!(result, Err(Error::TreeNotFound { .. }))),
                     }
                 }
                 Op::Thin { tree, start, count } => {
                     let name = TREES[tree];
-                    let Some(entries) = pending.get_mut(name) else { continue };
+                    let Some(entries) = pending.get_mut(name) else {
+                        continue;
+                    };
                     for i in (start..start.saturating_add(count)).step_by(2) {
                         let key = format!("f{i:05}").into_bytes();
-                        assert_eq!(txn.delete(name, &key).unwrap(), entries.remove(&key).is_some());
+                        assert_eq!(
+                            txn.delete(name, &key).unwrap(),
+                            entries.remove(&key).is_some()
+                        );
                     }
                 }
-                Op::Range { tree, lower, upper, steps } => {
+                Op::Range {
+                    tree,
+                    lower,
+                    upper,
+                    steps,
+                } => {
                     let name = TREES[tree];
                     match pending.get(name) {
                         Some(entries) => {
                             let range = txn
-                                .range(name, (lower.as_ref().map(Vec::as_slice), upper.as_ref().map(Vec::as_slice)))
+                                .range(
+                                    name,
+                                    (
+                                        lower.as_ref().map(Vec::as_slice),
+                                        upper.as_ref().map(Vec::as_slice),
+                                    ),
+                                )
                                 .unwrap();
                             compare_range(range, entries, &lower, &upper, steps);
                         }
@@ -213,7 +268,13 @@ fn run(ops: Vec<Op>) {
                     let read = db.begin_read().unwrap();
                     if let Some(entries) = committed.get(name) {
                         let range = read
-                            .range(name, (lower.as_ref().map(Vec::as_slice), upper.as_ref().map(Vec::as_slice)))
+                            .range(
+                                name,
+                                (
+                                    lower.as_ref().map(Vec::as_slice),
+                                    upper.as_ref().map(Vec::as_slice),
+                                ),
+                            )
                             .unwrap();
                         compare_range(range, entries, &lower, &upper, steps.rotate_left(7));
                     }
@@ -273,7 +334,7 @@ fn run(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn btree_matches_a_btreemap_model(

@@ -84,8 +84,14 @@ fn a_long_lived_reader_pins_its_snapshot() {
         .unwrap()
         .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
         .collect();
-    assert!(before == after, "a pinned snapshot changed under its reader");
-    assert_eq!(pinned.get(b"t", b"big").unwrap().unwrap(), vec![0; 20_000].as_slice());
+    assert!(
+        before == after,
+        "a pinned snapshot changed under its reader"
+    );
+    assert_eq!(
+        pinned.get(b"t", b"big").unwrap().unwrap(),
+        vec![0; 20_000].as_slice()
+    );
     drop(pinned);
     let released = db.check().unwrap().page_count;
     for version in 61..=120 {

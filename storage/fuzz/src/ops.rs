@@ -98,10 +98,14 @@ pub fn run(data: &[u8]) {
                 }
                 6..=7 => {
                     let tree = TREES[usize::from(op / 16) % 2];
-                    let Some(key) = input.key() else { break 'session };
+                    let Some(key) = input.key() else {
+                        break 'session;
+                    };
                     let result = txn.delete(tree, &key);
                     match pending.get_mut(tree) {
-                        Some(entries) => assert_eq!(result.unwrap(), entries.remove(&key).is_some()),
+                        Some(entries) => {
+                            assert_eq!(result.unwrap(), entries.remove(&key).is_some())
+                        }
                         None => assert!(result.is_err()),
                     }
                 }
@@ -112,7 +116,10 @@ pub fn run(data: &[u8]) {
                 }
                 9 => {
                     let tree = TREES[usize::from(op / 16) % 2];
-                    assert_eq!(txn.delete_tree(tree).unwrap(), pending.remove(tree).is_some());
+                    assert_eq!(
+                        txn.delete_tree(tree).unwrap(),
+                        pending.remove(tree).is_some()
+                    );
                 }
                 10 => {
                     let tree = TREES[usize::from(op / 16) % 2];
@@ -121,7 +128,9 @@ pub fn run(data: &[u8]) {
                     else {
                         break 'session;
                     };
-                    let Some(entries) = pending.get(tree) else { continue };
+                    let Some(entries) = pending.get(tree) else {
+                        continue;
+                    };
                     let bounds = (
                         lower.as_ref().map(Vec::as_slice),
                         upper.as_ref().map(Vec::as_slice),
@@ -204,6 +213,9 @@ pub fn run(data: &[u8]) {
             }
         }
     }
-    assert!(snapshot(&db) == committed, "committed state differs from the model");
+    assert!(
+        snapshot(&db) == committed,
+        "committed state differs from the model"
+    );
     db.check().unwrap();
 }

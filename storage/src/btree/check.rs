@@ -84,7 +84,10 @@ pub(crate) fn run(read: &ReadTxn) -> Result<CheckReport, Error> {
             let root: [u8; 8] = value.as_slice().try_into().map_err(|_| {
                 Error::corrupt(
                     checker.file,
-                    format!("catalog entry for tree \"{}\" is not a page id", name.escape_ascii()),
+                    format!(
+                        "catalog entry for tree \"{}\" is not a page id",
+                        name.escape_ascii()
+                    ),
                 )
             })?;
             let root = u64::from_le_bytes(root);
@@ -116,12 +119,18 @@ impl Checker<'_> {
     /// Records that pages `id..id + pages` belong to `owner`; each page may be claimed once.
     fn claim(&mut self, id: PageId, pages: u64, owner: Owner) -> Result<(), Error> {
         for page in id..id.saturating_add(pages) {
-            let Some(slot) = usize::try_from(page).ok().and_then(|p| self.owners.get_mut(p)) else {
+            let Some(slot) = usize::try_from(page)
+                .ok()
+                .and_then(|p| self.owners.get_mut(p))
+            else {
                 return Err(self.fail(page, "reference beyond the high-water mark"));
             };
             if *slot != Owner::Unaccounted {
                 let was = *slot;
-                return Err(self.fail(page, format!("page claimed as {owner:?} is already {was:?}")));
+                return Err(self.fail(
+                    page,
+                    format!("page claimed as {owner:?} is already {was:?}"),
+                ));
             }
             *slot = owner;
         }
@@ -157,12 +166,15 @@ impl Checker<'_> {
         if header.used_bytes as usize != node.bytes() || node.bytes() > PAGE_BODY_BYTES {
             return Err(self.fail(id, "used bytes do not match the entries"));
         }
-        let in_bounds = |key: &[u8]| lower.is_none_or(|l| key >= l) && upper.is_none_or(|u| key < u);
+        let in_bounds =
+            |key: &[u8]| lower.is_none_or(|l| key >= l) && upper.is_none_or(|u| key < u);
         match &node {
             Node::Leaf(leaf) => {
                 match self.leaf_depth {
                     None => self.leaf_depth = Some(depth),
-                    Some(d) if d != depth => return Err(self.fail(id, "leaves at different depths")),
+                    Some(d) if d != depth => {
+                        return Err(self.fail(id, "leaves at different depths"));
+                    }
                     Some(_) => {}
                 }
                 self.report.leaf_pages += 1;
@@ -200,9 +212,19 @@ impl Checker<'_> {
                     }
                 }
                 for i in 0..branch.children.len() {
-                    let child_lower = if i == 0 { lower } else { Some(branch.keys[i].as_slice()) };
+                    let child_lower = if i == 0 {
+                        lower
+                    } else {
+                        Some(branch.keys[i].as_slice())
+                    };
                     let child_upper = branch.keys.get(i + 1).map(Vec::as_slice).or(upper);
-                    self.walk(branch.children[i], child_lower, child_upper, depth + 1, visit)?;
+                    self.walk(
+                        branch.children[i],
+                        child_lower,
+                        child_upper,
+                        depth + 1,
+                        visit,
+                    )?;
                 }
             }
         }

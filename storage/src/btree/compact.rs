@@ -132,7 +132,11 @@ pub(crate) fn run(read: &ReadTxn, dest: &dyn BlockDevice) -> Result<(), Error> {
         let root = out.tree(read.range(name, ..)?)?;
         catalog.push((name.to_vec(), root.to_le_bytes().to_vec()));
     }
-    let catalog_root = out.tree(catalog.iter().map(|(k, v)| Ok((k.as_slice(), v.as_slice()))))?;
+    let catalog_root = out.tree(
+        catalog
+            .iter()
+            .map(|(k, v)| Ok((k.as_slice(), v.as_slice()))),
+    )?;
     out.flush()?;
     let file: &str = &file;
     let io = |op: &'static str| move |e| Error::io(file, op, e);

@@ -335,7 +335,10 @@ impl<'a> Range<'a> {
         }
     }
 
-    fn finish(&mut self, result: Result<Option<Entry<'a>>, Error>) -> Option<Result<Entry<'a>, Error>> {
+    fn finish(
+        &mut self,
+        result: Result<Option<Entry<'a>>, Error>,
+    ) -> Option<Result<Entry<'a>, Error>> {
         match result {
             Ok(Some(entry)) => Some(Ok(entry)),
             Ok(None) => {
@@ -354,7 +357,8 @@ impl<'a> Range<'a> {
             self.front.step(true)?;
         } else {
             self.front_started = true;
-            self.front.seek_lower(self.lower.as_ref().map(Vec::as_slice))?;
+            self.front
+                .seek_lower(self.lower.as_ref().map(Vec::as_slice))?;
         }
         let Some((key, value)) = self.front.current()? else {
             return Ok(None);
@@ -376,7 +380,8 @@ impl<'a> Range<'a> {
             self.back.step(false)?;
         } else {
             self.back_started = true;
-            self.back.seek_upper(self.upper.as_ref().map(Vec::as_slice))?;
+            self.back
+                .seek_upper(self.upper.as_ref().map(Vec::as_slice))?;
         }
         let Some((key, value)) = self.back.current()? else {
             return Ok(None);

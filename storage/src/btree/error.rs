@@ -13,15 +13,31 @@ pub enum Error {
         source: io::Error,
     },
     /// The file is not a valid B+tree file, or its structure is damaged.
-    Corrupt { file: String, detail: String },
+    Corrupt {
+        file: String,
+        detail: String,
+    },
     /// An earlier commit failed part-way; write transactions are refused until the file is reopened,
     /// because what reached the disk is unknown. Reads of the last good snapshot still work.
-    Poisoned { file: String, cause: String },
-    KeyTooLarge { len: usize, max: usize },
-    ValueTooLarge { len: usize, max: usize },
-    TreeNotFound { name: Vec<u8> },
+    Poisoned {
+        file: String,
+        cause: String,
+    },
+    KeyTooLarge {
+        len: usize,
+        max: usize,
+    },
+    ValueTooLarge {
+        len: usize,
+        max: usize,
+    },
+    TreeNotFound {
+        name: Vec<u8>,
+    },
     /// `compact_into` needs an empty destination.
-    DestinationNotEmpty { file: String },
+    DestinationNotEmpty {
+        file: String,
+    },
 }
 
 impl Error {

@@ -99,9 +99,7 @@ pub fn encode(ids: &[PageId], id: PageId, pages: u64, txn_id: u64) -> Vec<u8> {
 pub fn decode(map: &[u8], id: PageId, pages: u64) -> Result<Vec<PageId>, Corruption> {
     let run = run_bytes(map, id, pages)?;
     let header = Header::read(run);
-    if header.kind != kind::FREELIST
-        || header.page_id != id
-        || u64::from(header.run_pages) != pages
+    if header.kind != kind::FREELIST || header.page_id != id || u64::from(header.run_pages) != pages
     {
         return Err(Corruption {
             page: id,
@@ -115,7 +113,7 @@ pub fn decode(map: &[u8], id: PageId, pages: u64) -> Result<Vec<PageId>, Corrupt
         });
     }
     let used = header.used_bytes as usize;
-    if used % 8 != 0 || used / 8 > ids_per_run(pages) {
+    if !used.is_multiple_of(8) || used / 8 > ids_per_run(pages) {
         return Err(Corruption {
             page: id,
             what: "freelist length out of range",
@@ -163,6 +161,9 @@ mod tests {
         map[2 * PAGE_BYTES..].copy_from_slice(&run);
         assert_eq!(decode(&map, 2, pages).unwrap(), ids);
         map[3 * PAGE_BYTES + 5] ^= 4;
-        assert_eq!(decode(&map, 2, pages).unwrap_err().what, "page checksum mismatch");
+        assert_eq!(
+            decode(&map, 2, pages).unwrap_err().what,
+            "page checksum mismatch"
+        );
     }
 }

@@ -111,7 +111,10 @@ impl std::fmt::Display for MetaProblem {
         match self {
             MetaProblem::BadMagic => write!(f, "bad magic"),
             MetaProblem::UnsupportedVersion(v) => {
-                write!(f, "unsupported format version {v} (this build reads {FORMAT_VERSION})")
+                write!(
+                    f,
+                    "unsupported format version {v} (this build reads {FORMAT_VERSION})"
+                )
             }
             MetaProblem::Invalid(what) => write!(f, "{what}"),
         }
@@ -127,10 +130,13 @@ pub fn choose(slots: [Result<Meta, MetaProblem>; 2]) -> Result<Meta, String> {
         [Err(MetaProblem::BadMagic), Err(MetaProblem::BadMagic)] => {
             Err("bad magic: not a Keelson B+tree file".to_string())
         }
-        [Err(MetaProblem::UnsupportedVersion(v)), _] | [_, Err(MetaProblem::UnsupportedVersion(v))] => {
+        [Err(MetaProblem::UnsupportedVersion(v)), _]
+        | [_, Err(MetaProblem::UnsupportedVersion(v))] => {
             Err(MetaProblem::UnsupportedVersion(v).to_string())
         }
-        [Err(a), Err(b)] => Err(format!("both meta pages are bad (meta 0: {a}; meta 1: {b})")),
+        [Err(a), Err(b)] => Err(format!(
+            "both meta pages are bad (meta 0: {a}; meta 1: {b})"
+        )),
     }
 }
 
@@ -178,7 +184,10 @@ mod tests {
             choose([Ok(sample(3)), Err(MetaProblem::Invalid("x"))]),
             Ok(sample(3))
         );
-        let both = choose([Err(MetaProblem::Invalid("a")), Err(MetaProblem::Invalid("b"))]);
+        let both = choose([
+            Err(MetaProblem::Invalid("a")),
+            Err(MetaProblem::Invalid("b")),
+        ]);
         assert!(both.unwrap_err().contains("both meta pages are bad"));
         let foreign = choose([Err(MetaProblem::BadMagic), Err(MetaProblem::BadMagic)]);
         assert!(foreign.unwrap_err().contains("bad magic"));

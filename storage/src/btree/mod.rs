@@ -79,7 +79,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("file", &self.file).finish()
+        f.debug_struct("Database")
+            .field("file", &self.file)
+            .finish()
     }
 }
 
@@ -100,10 +102,15 @@ impl Database {
         if len < meta_bytes {
             return Err(Error::corrupt(
                 &file,
-                format!("truncated: {len} bytes is less than the two meta pages ({meta_bytes} bytes)"),
+                format!(
+                    "truncated: {len} bytes is less than the two meta pages ({meta_bytes} bytes)"
+                ),
             ));
         }
-        let mut slots = [Err(meta::MetaProblem::BadMagic), Err(meta::MetaProblem::BadMagic)];
+        let mut slots = [
+            Err(meta::MetaProblem::BadMagic),
+            Err(meta::MetaProblem::BadMagic),
+        ];
         for (slot, outcome) in slots.iter_mut().enumerate() {
             let mut page = vec![0u8; PAGE_BYTES];
             device
@@ -124,10 +131,17 @@ impl Database {
         }
         let map = device.map().map_err(io("map"))?;
         if (map.bytes().len() as u64) < needed_bytes {
-            return Err(Error::corrupt(&file, "the device map is shorter than the file"));
+            return Err(Error::corrupt(
+                &file,
+                "the device map is shorter than the file",
+            ));
         }
         let free = verify_on_open(&file, map.bytes(), &meta)?;
-        let snapshot = Arc::new(Snapshot { meta, map, file: file.clone() });
+        let snapshot = Arc::new(Snapshot {
+            meta,
+            map,
+            file: file.clone(),
+        });
         let mut pages = FreePages::default();
         pages.free.extend(free);
         Ok(Database {
@@ -232,7 +246,10 @@ fn verify_on_open(file: &str, map: &[u8], meta: &Meta) -> Result<Vec<PageId>, Er
         .iter()
         .find(|&&id| id < META_PAGE_COUNT || id >= meta.page_count)
     {
-        return Err(Error::corrupt(file, format!("free page {bad} is outside the file")));
+        return Err(Error::corrupt(
+            file,
+            format!("free page {bad} is outside the file"),
+        ));
     }
     let verify_node = |id: PageId| -> Result<(), Error> {
         let page = NodePage::read(map, id).map_err(corrupt)?;

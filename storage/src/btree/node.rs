@@ -20,7 +20,10 @@ const FLAG_OVERFLOW: u8 = 1;
 pub enum Value {
     Inline(Vec<u8>),
     /// Stored in a run of overflow pages starting at `page`.
-    Overflow { page: PageId, len: u32 },
+    Overflow {
+        page: PageId,
+        len: u32,
+    },
 }
 
 impl Value {
@@ -178,7 +181,11 @@ impl Branch {
     }
 
     pub fn push(&mut self, key: Vec<u8>, child: PageId) {
-        let key = if self.children.is_empty() { Vec::new() } else { key };
+        let key = if self.children.is_empty() {
+            Vec::new()
+        } else {
+            key
+        };
         self.bytes += branch_entry_bytes(key.len());
         self.keys.push(key);
         self.children.push(child);
@@ -209,7 +216,11 @@ impl Branch {
 
     /// Splits an over-full branch; returns the separator for the parent and the right half.
     pub fn split(&mut self) -> (Vec<u8>, Branch) {
-        let sizes: Vec<usize> = self.keys.iter().map(|k| branch_entry_bytes(k.len())).collect();
+        let sizes: Vec<usize> = self
+            .keys
+            .iter()
+            .map(|k| branch_entry_bytes(k.len()))
+            .collect();
         let at = split_point(&sizes, false);
         let mut keys = self.keys.split_off(at);
         let children = self.children.split_off(at);
@@ -408,7 +419,10 @@ impl<'a> NodePage<'a> {
     }
 
     fn corrupt(&self, what: &'static str) -> Corruption {
-        Corruption { page: self.id, what }
+        Corruption {
+            page: self.id,
+            what,
+        }
     }
 
     fn slot(&self, index: usize) -> usize {
@@ -564,7 +578,10 @@ mod tests {
     fn leaf_with(count: usize, value_len: usize) -> Leaf {
         let mut leaf = Leaf::new();
         for i in 0..count {
-            leaf.upsert(format!("key{i:05}").as_bytes(), Value::Inline(vec![i as u8; value_len]));
+            leaf.upsert(
+                format!("key{i:05}").as_bytes(),
+                Value::Inline(vec![i as u8; value_len]),
+            );
         }
         leaf
     }
@@ -572,7 +589,13 @@ mod tests {
     #[test]
     fn leaf_round_trips_through_a_page() {
         let mut leaf = leaf_with(5, 10);
-        leaf.upsert(b"zz", Value::Overflow { page: 77, len: 9000 });
+        leaf.upsert(
+            b"zz",
+            Value::Overflow {
+                page: 77,
+                len: 9000,
+            },
+        );
         let node = Node::Leaf(leaf);
         let mut page = vec![0u8; PAGE_BYTES];
         node.encode(3, 1, &mut page);
@@ -584,7 +607,10 @@ mod tests {
         assert_eq!(read.search(b"key00002x").unwrap(), Err(3));
         assert_eq!(
             read.leaf_entry(5).unwrap().1,
-            ValueRef::Overflow { page: 77, len: 9000 }
+            ValueRef::Overflow {
+                page: 77,
+                len: 9000
+            }
         );
         assert_eq!(Node::decode(read).unwrap(), node);
         assert_eq!(Header::read(&page).used_bytes as usize, node.bytes());
@@ -615,7 +641,10 @@ mod tests {
                 let mut leaf = leaf_with(1, value_len);
                 let mut i = 1;
                 while leaf.bytes <= PAGE_BODY_BYTES {
-                    leaf.upsert(format!("key{i:05}").as_bytes(), Value::Inline(vec![0; value_len]));
+                    leaf.upsert(
+                        format!("key{i:05}").as_bytes(),
+                        Value::Inline(vec![0; value_len]),
+                    );
                     i += 1;
                 }
                 let right = leaf.split(appending);

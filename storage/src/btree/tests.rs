@@ -27,7 +27,10 @@ fn puts_are_visible_to_the_writer_and_after_commit_to_readers() {
     let after = db.begin_read().unwrap();
     assert_eq!(after.get(b"t", b"a").unwrap(), Some(&b"1"[..]));
     assert_eq!(after.txn_id(), before.txn_id() + 1);
-    assert!(matches!(before.get(b"t", b"a"), Err(Error::TreeNotFound { .. })));
+    assert!(matches!(
+        before.get(b"t", b"a"),
+        Err(Error::TreeNotFound { .. })
+    ));
     assert_eq!(after.tree_names().unwrap(), vec![&b"t"[..]]);
 }
 
@@ -86,9 +89,15 @@ fn overflow_values_are_one_slice_of_the_map() {
     let value = read.get(b"t", b"big").unwrap().unwrap();
     assert_eq!(value, big.as_slice());
     let map = read.snapshot.map.bytes().as_ptr_range();
-    assert!(map.contains(&value.as_ptr()), "the value is borrowed from the map");
+    assert!(
+        map.contains(&value.as_ptr()),
+        "the value is borrowed from the map"
+    );
     let report = db.check().unwrap();
-    assert_eq!(report.overflow_pages, u64::from(page::run_pages_for(big.len())));
+    assert_eq!(
+        report.overflow_pages,
+        u64::from(page::run_pages_for(big.len()))
+    );
 }
 
 #[test]
@@ -151,7 +160,10 @@ fn deleted_trees_free_their_pages() {
     let mut txn = db.begin_write().unwrap();
     assert!(txn.delete_tree(b"a").unwrap());
     assert!(!txn.delete_tree(b"a").unwrap());
-    assert!(matches!(txn.put(b"a", b"k", b"v"), Err(Error::TreeNotFound { .. })));
+    assert!(matches!(
+        txn.put(b"a", b"k", b"v"),
+        Err(Error::TreeNotFound { .. })
+    ));
     txn.create_tree(b"a").unwrap();
     assert_eq!(txn.get(b"a", &key(1)).unwrap(), None);
     txn.commit().unwrap();
@@ -189,8 +201,16 @@ fn compaction_copies_live_data_densely() {
     assert!(report.page_count < db.check().unwrap().page_count);
     let (source, target) = (db.begin_read().unwrap(), copy.begin_read().unwrap());
     assert_eq!(source.tree_names().unwrap(), target.tree_names().unwrap());
-    let left: Vec<_> = source.range(b"a", ..).unwrap().map(Result::unwrap).collect();
-    let right: Vec<_> = target.range(b"a", ..).unwrap().map(Result::unwrap).collect();
+    let left: Vec<_> = source
+        .range(b"a", ..)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let right: Vec<_> = target
+        .range(b"a", ..)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(left, right);
     // The copy is a normal database: it takes writes.
     let mut txn = copy.begin_write().unwrap();
@@ -205,12 +225,22 @@ fn limits_are_enforced_before_anything_changes() {
     let mut txn = db.begin_write().unwrap();
     txn.create_tree(b"t").unwrap();
     let long_key = vec![0u8; KEY_BYTES_MAX + 1];
-    assert!(matches!(txn.put(b"t", &long_key, b"v"), Err(Error::KeyTooLarge { .. })));
+    assert!(matches!(
+        txn.put(b"t", &long_key, b"v"),
+        Err(Error::KeyTooLarge { .. })
+    ));
     let long_value = vec![0u8; VALUE_BYTES_MAX + 1];
-    assert!(matches!(txn.put(b"t", b"k", &long_value), Err(Error::ValueTooLarge { .. })));
-    assert!(matches!(txn.create_tree(&long_key), Err(Error::KeyTooLarge { .. })));
+    assert!(matches!(
+        txn.put(b"t", b"k", &long_value),
+        Err(Error::ValueTooLarge { .. })
+    ));
+    assert!(matches!(
+        txn.create_tree(&long_key),
+        Err(Error::KeyTooLarge { .. })
+    ));
     // The transaction is still usable, and limits exactly at the bound are accepted.
-    txn.put(b"t", &vec![1u8; KEY_BYTES_MAX], &vec![2u8; VALUE_BYTES_MAX]).unwrap();
+    txn.put(b"t", &vec![1u8; KEY_BYTES_MAX], &vec![2u8; VALUE_BYTES_MAX])
+        .unwrap();
     txn.commit().unwrap();
     assert_eq!(db.check().unwrap().entries, 1);
 }
@@ -231,4 +261,35 @@ fn database_and_read_txn_can_cross_threads() {
         .join()
         .unwrap();
     assert_eq!(got, Some(b"v".to_vec()));
+}
+
+#[test]
+fn limits_in_code_match_the_spec() {
+    let spec = include_str!("../../../docs/STORAGE-BTREE.md");
+    let table: std::collections::BTreeMap<&str, u64> = spec
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .filter(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(|(name, value)| (name, value.trim().parse().expect("a number")))
+        .collect();
+    let code = [
+        ("PAGE_BYTES", PAGE_BYTES as u64),
+        ("PAGE_HEADER_BYTES", PAGE_HEADER_BYTES as u64),
+        ("KEY_BYTES_MAX", KEY_BYTES_MAX as u64),
+        ("VALUE_BYTES_MAX", VALUE_BYTES_MAX as u64),
+        ("INLINE_ENTRY_BYTES_MAX", INLINE_ENTRY_BYTES_MAX as u64),
+        ("FORMAT_VERSION", u64::from(FORMAT_VERSION)),
+        ("GROW_BYTES_MAX", GROW_BYTES_MAX),
+        ("TREE_DEPTH_MAX", TREE_DEPTH_MAX as u64),
+    ];
+    assert_eq!(table.len(), code.len(), "spec table: {table:?}");
+    for (name, value) in code {
+        assert_eq!(
+            table.get(name),
+            Some(&value),
+            "{name} differs between code and spec"
+        );
+    }
+    assert!(spec.contains("\"KEELSONB\""));
+    assert_eq!(&page::MAGIC, b"KEELSONB");
 }

@@ -61,7 +61,11 @@ fn owned_bounds<'k>(bounds: &impl RangeBounds<&'k [u8]>) -> (Bound<Vec<u8>>, Bou
 }
 
 /// Reads the root of tree `name` from the catalog rooted at `catalog_root`.
-fn catalog_lookup(view: &View<'_>, catalog_root: PageId, name: &[u8]) -> Result<Option<PageId>, Error> {
+fn catalog_lookup(
+    view: &View<'_>,
+    catalog_root: PageId,
+    name: &[u8],
+) -> Result<Option<PageId>, Error> {
     match view.get(catalog_root, name)? {
         None => Ok(None),
         Some(value) => decode_root(view, value).map(Some),
@@ -105,10 +109,11 @@ impl ReadTxn {
     }
 
     fn root(&self, tree: &[u8]) -> Result<PageId, Error> {
-        catalog_lookup(&self.view(), self.snapshot.meta.catalog_root, tree)?
-            .ok_or_else(|| Error::TreeNotFound {
+        catalog_lookup(&self.view(), self.snapshot.meta.catalog_root, tree)?.ok_or_else(|| {
+            Error::TreeNotFound {
                 name: tree.to_vec(),
-            })
+            }
+        })
     }
 
     pub fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<&[u8]>, Error> {
@@ -190,7 +195,11 @@ impl std::fmt::Debug for WriteTxn<'_> {
 }
 
 impl<'db> WriteTxn<'db> {
-    pub(crate) fn new(db: &'db Database, state: MutexGuard<'db, WriterState>, base: Arc<Snapshot>) -> Self {
+    pub(crate) fn new(
+        db: &'db Database,
+        state: MutexGuard<'db, WriterState>,
+        base: Arc<Snapshot>,
+    ) -> Self {
         WriteTxn {
             db,
             state,
@@ -279,7 +288,9 @@ impl<'db> WriteTxn<'db> {
         if let Err(e) = &result
             && !matches!(
                 e,
-                Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::TreeNotFound { .. }
+                Error::KeyTooLarge { .. }
+                    | Error::ValueTooLarge { .. }
+                    | Error::TreeNotFound { .. }
             )
         {
             self.broken = Some(e.to_string());
@@ -560,7 +571,8 @@ impl<'db> WriteTxn<'db> {
         let branch = self.branch_mut(id);
         branch.children[index] = child;
         let child_rightmost = rightmost && index + 1 == branch.children.len();
-        let Some((separator, right)) = self.insert_into(child, key, value, child_rightmost, depth + 1)?
+        let Some((separator, right)) =
+            self.insert_into(child, key, value, child_rightmost, depth + 1)?
         else {
             return Ok(None);
         };
@@ -603,7 +615,12 @@ impl<'db> WriteTxn<'db> {
         }
     }
 
-    fn delete_from(&mut self, id: PageId, key: &[u8], depth: usize) -> Result<Option<Value>, Error> {
+    fn delete_from(
+        &mut self,
+        id: PageId,
+        key: &[u8],
+        depth: usize,
+    ) -> Result<Option<Value>, Error> {
         if depth >= TREE_DEPTH_MAX {
             return Err(self.corrupt(Corruption {
                 page: id,
@@ -645,7 +662,11 @@ impl<'db> WriteTxn<'db> {
         }
         let left_index = index.saturating_sub(1);
         let right_index = left_index + 1;
-        let sibling_index = if index == left_index { right_index } else { left_index };
+        let sibling_index = if index == left_index {
+            right_index
+        } else {
+            left_index
+        };
         let sibling = self.branch_mut(parent).children[sibling_index];
         // Merging branches pulls the parent's separator down as the right half's first key.
         let separator_bytes = if child_is_leaf {
@@ -663,7 +684,11 @@ impl<'db> WriteTxn<'db> {
         let right = branch.children[right_index];
         let separator = branch.keys[right_index].clone();
         branch.remove(right_index);
-        let right_node = self.dirty.nodes.remove(&right).expect("both halves are dirty");
+        let right_node = self
+            .dirty
+            .nodes
+            .remove(&right)
+            .expect("both halves are dirty");
         self.state.pages.free.insert(right);
         match (self.node_mut(left), right_node) {
             (Node::Leaf(left), Node::Leaf(right)) => left.absorb(right),
@@ -773,11 +798,13 @@ impl<'db> WriteTxn<'db> {
 
         // The old freelist run is superseded by the one written below.
         let old = self.base.meta;
-        self.freed.extend(old.freelist..old.freelist + old.freelist_pages);
+        self.freed
+            .extend(old.freelist..old.freelist + old.freelist_pages);
 
         // Size the run before allocating it: taking its pages from the free set can only
         // shorten the list it has to hold.
-        let listed = self.state.pages.free.len() + self.state.pages.pending_len() + self.freed.len();
+        let listed =
+            self.state.pages.free.len() + self.state.pages.pending_len() + self.freed.len();
         let freelist_pages = if listed == 0 {
             0
         } else {
