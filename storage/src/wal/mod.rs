@@ -22,7 +22,7 @@ mod spec_test;
 pub use reader::Replay;
 pub use record::{Entry, HardState, Record, SnapshotMarker};
 pub use recovery::{RecoveryReport, TornTail};
-pub use writer::{Wal, WalConfig};
+pub use writer::{Wal, WalConfig, WalStats};
 
 use std::fmt;
 use std::io;

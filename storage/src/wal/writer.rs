@@ -69,6 +69,19 @@ impl WalConfig {
     }
 }
 
+/// Counters since the log was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Appends acknowledged as durable.
+    pub appends: u64,
+    /// Flushes run: each is one write and one fdatasync per segment it touched.
+    pub flushes: u64,
+    /// Successful fdatasyncs of segment files.
+    pub syncs: u64,
+    /// Bytes handed to the disk, rewritten tail blocks and padding included.
+    pub bytes_written: u64,
+}
+
 /// A segment that is part of the log.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentMeta {
@@ -110,6 +123,8 @@ pub(crate) struct State<F> {
     waiters: BTreeMap<u64, Waker>,
     flushing: bool,
     failed: Option<String>,
+
+    pub stats: WalStats,
 
     prepared: Option<(u64, Rc<F>)>,
     /// Highest segment sequence number a file was created for, prepared or in the log.
@@ -157,6 +172,7 @@ impl<F> State<F> {
             waiters: BTreeMap::new(),
             flushing: false,
             failed: None,
+            stats: WalStats::default(),
             prepared: None,
             claimed_seq: enq_seq,
             preparing: false,
@@ -179,6 +195,7 @@ impl<F> State<F> {
     }
 
     fn mark_durable(&mut self, ticket: u64) {
+        self.stats.appends += ticket.saturating_sub(self.durable_ticket);
         self.durable_ticket = self.durable_ticket.max(ticket);
         let later = self.waiters.split_off(&(self.durable_ticket + 1));
         for (_, w) in std::mem::replace(&mut self.waiters, later) {
@@ -260,6 +277,11 @@ impl<D: LogDirectory> Wal<D> {
         state.segments.iter().map(|s| s.name.clone()).collect()
     }
 
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> WalStats {
+        self.inner.state.borrow().stats
+    }
+
     /// Why the log is poisoned, if it is.
     pub fn poisoned(&self) -> Option<String> {
         self.inner.state.borrow().failed.clone()
@@ -334,7 +356,11 @@ impl<D: LogDirectory> Wal<D> {
     /// across an await.
     async fn flush(&self) {
         let inner = &*self.inner;
-        let chunks: Vec<Chunk> = inner.state.borrow_mut().queue.drain(..).collect();
+        let chunks: Vec<Chunk> = {
+            let mut state = inner.state.borrow_mut();
+            state.stats.flushes += 1;
+            state.queue.drain(..).collect()
+        };
         // One append's records may straddle a rotation, so tickets are settled only once every
         // chunk is durable.
         let mut last_ticket = 0;
@@ -387,6 +413,11 @@ impl<D: LogDirectory> Wal<D> {
         file.sync_data()
             .await
             .map_err(|e| format!("fdatasync of {name}: {e}"))?;
+        {
+            let mut state = inner.state.borrow_mut();
+            state.stats.syncs += 1;
+            state.stats.bytes_written += buf.len() as u64;
+        }
         let end = write_at + data_len;
         let tail_from = align_down(end, BLOCK_BYTES);
         let tail = buf[(tail_from - write_at) as usize..data_len as usize].to_vec();
