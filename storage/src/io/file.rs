@@ -76,10 +76,10 @@ impl BlockDevice for FileDevice {
     fn map(&self) -> io::Result<Arc<dyn Mapping>> {
         let len = self.len()?;
         let mut cached = self.map.lock();
-        if let Some((mapped_len, mapping)) = cached.as_ref() {
-            if *mapped_len == len {
-                return Ok(mapping.clone());
-            }
+        if let Some((mapped_len, mapping)) = cached.as_ref()
+            && *mapped_len == len
+        {
+            return Ok(mapping.clone());
         }
         let mmap = if len == 0 {
             None

@@ -44,6 +44,9 @@ pub trait Mapping: Send + Sync {
 pub trait BlockDevice: Send + Sync + 'static {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Grow (zero-filled) or shrink the device.
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
