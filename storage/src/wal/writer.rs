@@ -234,6 +234,12 @@ impl<D: LogDirectory> Wal<D> {
     /// survived). Dropping the future of the append that is leading a flush abandons that flush
     /// and poisons the log too, since its outcome is then unknown.
     pub async fn append(&self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return match self.poisoned() {
+                Some(why) => Err(WalError::Poisoned(why)),
+                None => Ok(()),
+            };
+        }
         let ticket = self.enqueue(records)?;
         let turn = Turn {
             inner: &self.inner,
