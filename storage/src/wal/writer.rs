@@ -125,6 +125,8 @@ pub(crate) struct State<F> {
     failed: Option<String>,
 
     pub stats: WalStats,
+    /// Appends the last flush acknowledged: more than one means appenders are concurrent.
+    last_flush_appends: u64,
 
     prepared: Option<(u64, Rc<F>)>,
     /// Highest segment sequence number a file was created for, prepared or in the log.
@@ -173,6 +175,7 @@ impl<F> State<F> {
             flushing: false,
             failed: None,
             stats: WalStats::default(),
+            last_flush_appends: 0,
             prepared: None,
             claimed_seq: enq_seq,
             preparing: false,
@@ -195,7 +198,8 @@ impl<F> State<F> {
     }
 
     fn mark_durable(&mut self, ticket: u64) {
-        self.stats.appends += ticket.saturating_sub(self.durable_ticket);
+        self.last_flush_appends = ticket.saturating_sub(self.durable_ticket);
+        self.stats.appends += self.last_flush_appends;
         self.durable_ticket = self.durable_ticket.max(ticket);
         let later = self.waiters.split_off(&(self.durable_ticket + 1));
         for (_, w) in std::mem::replace(&mut self.waiters, later) {
@@ -249,10 +253,18 @@ impl<D: LogDirectory> Wal<D> {
         match turn {
             TurnOutcome::Done(result) => result,
             TurnOutcome::Lead => {
-                let guard = LeadGuard {
+                let mut guard = LeadGuard {
                     inner: &self.inner,
+                    writing: false,
                     done: false,
                 };
+                if self.inner.state.borrow().last_flush_appends > 1 {
+                    // Appenders are concurrent: the ones the last flush just woke are runnable
+                    // and about to append again. One turn of the executor lets them join this
+                    // flush instead of the next. A lone appender never pays for this.
+                    YieldNow(false).await;
+                }
+                guard.writing = true;
                 self.flush().await;
                 guard.finish();
                 self.inner
@@ -481,10 +493,18 @@ impl<D: LogDirectory> Wal<D> {
             }
             .await;
         }
-        {
+        let failed_preparation = {
             let mut state = inner.state.borrow_mut();
-            assert!(state.claimed_seq < seq, "segment {seq} created twice");
-            state.claimed_seq = seq;
+            let claimed = state.claimed_seq >= seq;
+            state.claimed_seq = state.claimed_seq.max(seq);
+            claimed
+        };
+        if failed_preparation {
+            // The preparer claimed this segment but did not deliver it: clear what it left.
+            match inner.dir.remove(&prepared_name(seq)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         let file = inner
             .dir
@@ -663,9 +683,11 @@ impl<D: LogDirectory> Drop for Turn<'_, D> {
     }
 }
 
-/// Held by the leader while it flushes; hands leadership on when done, poisons if dropped early.
+/// Held by the leader while it flushes; hands leadership on when done, poisons if dropped while
+/// writing.
 struct LeadGuard<'a, D: LogDirectory> {
     inner: &'a Inner<D>,
+    writing: bool,
     done: bool,
 }
 
@@ -679,13 +701,29 @@ impl<D: LogDirectory> Drop for LeadGuard<'_, D> {
     fn drop(&mut self) {
         let mut state = self.inner.state.borrow_mut();
         state.flushing = false;
-        if !self.done {
+        if self.writing && !self.done {
             state.poison("a flush was abandoned mid-way (its append was dropped)".into());
         }
         // The oldest waiter leads next; it flushes everything queued while this flush ran.
         if let Some((_, w)) = state.waiters.pop_first() {
             w.wake();
         }
+    }
+}
+
+/// Returns `Pending` once, waking itself at once: every other runnable task runs before it resumes.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
