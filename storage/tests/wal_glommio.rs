@@ -58,6 +58,13 @@ fn concurrent_appends_rotate_and_replay_on_real_files() {
         for r in join_all(appends).await {
             r.unwrap();
         }
+        let stats = wal.stats();
+        assert_eq!(stats.appends, 1000);
+        assert!(
+            stats.syncs < 100,
+            "{} fdatasyncs for 1000 appends",
+            stats.syncs
+        );
         let segments = wal.segment_count();
         wal.close();
         preparer.await.unwrap();

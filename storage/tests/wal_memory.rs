@@ -401,3 +401,19 @@ fn a_failed_directory_sync_during_rotation_poisons_the_log() {
     let (wal, _) = open(&dir, cfg);
     assert!(indexes(&wal, 0).len() as u64 >= failed_at - 1);
 }
+
+#[test]
+fn reopening_with_another_segment_size_keeps_old_segments_as_they_are() {
+    let small = config(8 << 10);
+    let dir = log_with(150, small);
+    let big = config(32 << 10);
+    let (wal, _) = open(&dir, big.clone());
+    for i in 151..=400 {
+        block_on(wal.append(&[entry(i, 1)])).unwrap();
+    }
+    let sizes: Vec<usize> = dir.files().iter().map(|(_, b)| b.len()).collect();
+    assert_eq!(sizes.first(), Some(&(8 << 10)));
+    assert_eq!(sizes.last(), Some(&(32 << 10)));
+    let (wal, _) = open(&dir, big);
+    assert_eq!(indexes(&wal, 0), (1..=400).collect::<Vec<_>>());
+}

@@ -9,6 +9,33 @@
 //! - [`reader`]: replay from any index with Raft overwrite semantics.
 //!
 //! All limits are named here.
+//!
+//! How the node core uses it, on its glommio executor (tests use [`MemoryDirectory`] and any
+//! single-threaded executor the same way):
+//!
+//! ```
+//! # use keelson_storage::io::MemoryDirectory;
+//! # use keelson_storage::wal::*;
+//! # futures::executor::block_on(async {
+//! # let dir = MemoryDirectory::new();
+//! // let dir = GlommioDirectory::open(data_dir.join("member/wal")).await?;
+//! let (wal, report) = Wal::open(dir, WalConfig::default()).await?;
+//! // glommio::spawn_local(wal.clone().prepare_segments()).detach();
+//! let state = wal.replay(0).await?; // entries, newest hard state and snapshot marker
+//! // Each Raft Ready: entries and hard state in one call; resolves once durable.
+//! wal.append(&[
+//!     Record::Entry(Entry { index: 1, term: 1, data: b"put".to_vec() }),
+//!     Record::HardState(HardState { term: 1, vote: 1, commit: 1 }),
+//! ])
+//! .await?;
+//! // After the state machine is snapshotted at index 1:
+//! wal.append(&[Record::Snapshot(SnapshotMarker { index: 1, term: 1 })]).await?;
+//! wal.release(1).await?;
+//! # Ok::<(), WalError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! [`MemoryDirectory`]: crate::io::MemoryDirectory
 
 pub mod reader;
 pub mod record;

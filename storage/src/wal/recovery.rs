@@ -6,7 +6,8 @@ use super::record::{HardState, Record, SegmentHeader, SnapshotMarker};
 use super::segment::{self, Scanned, parse_segment_name, prepared_name, segment_name};
 use super::writer::{Inner, Position, SegmentMeta, State, Wal, WalConfig};
 use super::{
-    BLOCK_BYTES, PREPARED_SUFFIX, READ_CHUNK_BYTES, Result, WalError, align_down, align_up,
+    BLOCK_BYTES, PREPARED_SUFFIX, READ_CHUNK_BYTES, Result, SEGMENT_BYTES_MIN, WalError,
+    align_down, align_up,
 };
 use crate::io::{LogDirectory, LogFile};
 use std::cell::RefCell;
@@ -132,6 +133,16 @@ impl<D: LogDirectory> Wal<D> {
         let mut last: Option<(Rc<D::File>, Vec<u8>, Scanned)> = None;
         for (i, meta) in segs.iter().enumerate() {
             let file = dir.open(&meta.name).await?;
+            let size = file.size();
+            if size < SEGMENT_BYTES_MIN || !size.is_multiple_of(BLOCK_BYTES as u64) {
+                return Err(WalError::Corrupt {
+                    file: meta.name.clone(),
+                    offset: size,
+                    reason: format!(
+                        "segment length {size} is not a multiple of {BLOCK_BYTES} of at least {SEGMENT_BYTES_MIN}"
+                    ),
+                });
+            }
             let bytes = read_segment(&file).await?;
             let scanned = segment::scan(&meta.name, &bytes, i + 1 == segs.len())?;
             check_header(meta, &scanned.header, prev_crc)?;

@@ -112,6 +112,9 @@ pub(crate) struct State<F> {
     // What the queue will look like once flushed.
     pub enq_seq: u64,
     pub enq_end: u64,
+    /// Size of the segment the queue is filling: the current file's own size until a rotation
+    /// is queued (a log opened with a new segment size keeps its older segments as they are).
+    pub enq_segment_bytes: u64,
     pub enq_seed: u32,
     pub enq_last_index: u64,
     pub hard_state: Option<HardState>,
@@ -149,9 +152,10 @@ pub(crate) struct Position<F> {
     pub snapshot: Option<SnapshotMarker>,
 }
 
-impl<F> State<F> {
+impl<F: LogFile> State<F> {
     pub(crate) fn new(p: Position<F>) -> State<F> {
         let enq_seq = p.segments.last().expect("a log has a segment").seq;
+        let current_size = p.current.size();
         assert_eq!(
             p.tail.len() as u64,
             p.written_end - align_down(p.written_end, BLOCK_BYTES),
@@ -164,6 +168,7 @@ impl<F> State<F> {
             tail: p.tail,
             enq_seq,
             enq_end: p.written_end,
+            enq_segment_bytes: current_size,
             enq_seed: p.last_crc,
             enq_last_index: p.last_index,
             hard_state: p.hard_state,
@@ -341,8 +346,8 @@ impl<D: LogDirectory> Wal<D> {
         state.next_ticket += 1;
         for r in records {
             let flen = r.frame_len() as u64;
-            if state.enq_end + flen > inner.config.segment_bytes {
-                start_segment(state);
+            if state.enq_end + flen > state.enq_segment_bytes {
+                start_segment(state, inner.config.segment_bytes);
             }
             if state.queue.is_empty() {
                 let start = state.enq_end;
@@ -611,7 +616,7 @@ impl<D: LogDirectory> Inner<D> {
 
 /// Queues a new segment: its header, then the hard state and snapshot marker known so far, so
 /// releasing older segments never loses them.
-fn start_segment<F>(state: &mut State<F>) {
+fn start_segment<F>(state: &mut State<F>, segment_bytes: u64) {
     let header = SegmentHeader {
         seq: state.enq_seq + 1,
         first_index: state.enq_last_index + 1,
@@ -627,6 +632,7 @@ fn start_segment<F>(state: &mut State<F>) {
     }
     state.enq_seq = header.seq;
     state.enq_end = bytes.len() as u64;
+    state.enq_segment_bytes = segment_bytes;
     state.enq_seed = seed;
     let last_ticket = state.queue.back().map_or(0, |c| c.last_ticket);
     state.queue.push_back(Chunk {
