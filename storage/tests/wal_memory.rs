@@ -417,3 +417,47 @@ fn reopening_with_another_segment_size_keeps_old_segments_as_they_are() {
     let (wal, _) = open(&dir, big);
     assert_eq!(indexes(&wal, 0), (1..=400).collect::<Vec<_>>());
 }
+
+#[test]
+fn dropping_waiting_appends_stalls_no_one_and_dropping_the_leader_poisons() {
+    let cfg = config(1 << 20);
+    let dir = MemoryDirectory::new();
+    let (wal, _) = open(&dir, cfg.clone());
+    block_on(async {
+        let first = [entry(1, 1)];
+        let mut leader = Box::pin(wal.append(&first));
+        // The leader is now inside its fdatasync.
+        assert!(futures::poll!(&mut leader).is_pending());
+        let records: Vec<[Record; 1]> = (2..=11).map(|i| [entry(i, 1)]).collect();
+        let mut waiting: Vec<_> = records.iter().map(|r| Box::pin(wal.append(r))).collect();
+        for w in &mut waiting {
+            assert!(futures::poll!(w).is_pending());
+        }
+        // Cancel every other waiter, including the oldest, which would lead next.
+        let kept: Vec<_> = waiting
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, w)| (i % 2 == 1).then_some(w))
+            .collect();
+        leader.await.unwrap();
+        for r in join_all(kept).await {
+            r.unwrap();
+        }
+    });
+    // Cancelled appends were already queued in order; they are written all the same.
+    assert_eq!(indexes(&wal, 0), (1..=11).collect::<Vec<_>>());
+
+    // A lone append leads at once (no yield), so its first poll is already in the fdatasync.
+    block_on(wal.append(&[entry(12, 1)])).unwrap();
+    block_on(async {
+        let thirteenth = [entry(13, 1)];
+        let mut leader = Box::pin(wal.append(&thirteenth));
+        assert!(futures::poll!(&mut leader).is_pending());
+        drop(leader);
+    });
+    assert!(wal.poisoned().is_some());
+    assert!(matches!(
+        block_on(wal.append(&[entry(14, 1)])),
+        Err(WalError::Poisoned(_))
+    ));
+}

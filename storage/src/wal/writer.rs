@@ -240,8 +240,12 @@ impl<D: LogDirectory> Wal<D> {
     /// Errors: [`WalError::Invalid`] for a bad record (nothing is written), and
     /// [`WalError::Poisoned`] if this or an earlier flush failed: after a failed fdatasync no
     /// append is ever acknowledged again, and the log must be reopened (recovery decides what
-    /// survived). Dropping the future of the append that is leading a flush abandons that flush
-    /// and poisons the log too, since its outcome is then unknown.
+    /// survived).
+    ///
+    /// Cancellation: the records are queued (and chained) when `append` is first polled, so
+    /// dropping the future later does not withdraw them; they are written with the next flush.
+    /// Dropping the future of the append that is writing a flush abandons that flush and poisons
+    /// the log, since its outcome is then unknown.
     pub async fn append(&self, records: &[Record]) -> Result<()> {
         if records.is_empty() {
             return match self.poisoned() {
