@@ -234,8 +234,9 @@ impl<D: LogDirectory> Clone for Wal<D> {
 
 impl<D: LogDirectory> Wal<D> {
     /// Appends `records` and completes once they are durable (fdatasync returned). Records of one
-    /// call are contiguous and in order; calls are ordered by when their futures are first polled. An entry whose
-    /// index is at or below the last one overwrites (Raft log truncation); an index gap is refused.
+    /// call are contiguous and in order; calls are ordered by when their futures are first
+    /// polled. An entry whose index is at or below the last one overwrites (Raft log truncation);
+    /// an index gap is refused.
     ///
     /// Errors: [`WalError::Invalid`] for a bad record (nothing is written), and
     /// [`WalError::Poisoned`] if this or an earlier flush failed: after a failed fdatasync no
