@@ -181,7 +181,8 @@ impl MemoryDirectory {
         self.state.borrow_mut().fail_dir_sync_after = Some(n);
     }
 
-    /// The device holding `name`'s contents, to inspect or damage (e.g. [`MemoryDevice::flip_bit`]).
+    /// The device holding `name`'s contents, to inspect or damage
+    /// (e.g. [`MemoryDevice::flip_bit`]).
     pub fn device(&self, name: &str) -> Option<MemoryDevice> {
         self.state.borrow().current.get(name).cloned()
     }
