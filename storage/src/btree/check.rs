@@ -1,12 +1,17 @@
 //! The whole-file verifier: walks one snapshot and proves its structure, key order, checksums and
-//! page accounting (every page below the high-water mark is exactly one of: meta, reachable,
-//! free).
+//! page accounting (every page below the high-water mark is exactly one of: meta, reachable from
+//! the snapshot, the live freelist run, or unused).
+//!
+//! The accounting comes from the writer, not from the snapshot's meta: after unsynced commits the
+//! freelist on disk describes the last durable commit, not the newest one. When the newest commit
+//! is the one the freelist run was written for (always so right after opening), the run must list
+//! exactly the writer's unused pages.
 
 use super::error::Error;
 use super::freelist;
+use super::meta::Meta;
 use super::node::{Node, NodePage, Value, needs_overflow};
 use super::page::*;
-use super::txn::ReadTxn;
 
 /// What `check` found in a healthy file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,7 +25,7 @@ pub struct CheckReport {
     pub leaf_pages: u64,
     pub overflow_pages: u64,
     pub freelist_pages: u64,
-    /// Pages listed as free (or awaiting readers) in the freelist.
+    /// Pages not in use: free, or freed and waiting for readers or for durability.
     pub free_pages: u64,
 }
 
@@ -41,21 +46,37 @@ struct Checker<'a> {
     leaf_depth: Option<usize>,
 }
 
-pub(crate) fn run(read: &ReadTxn) -> Result<CheckReport, Error> {
-    let snapshot = &read.snapshot;
-    let meta = snapshot.meta;
-    let map = snapshot.map.bytes();
-    let page_count = usize::try_from(meta.page_count)
+/// What the writer says about the pages outside the snapshot's trees.
+pub(crate) struct Accounting {
+    /// The high-water mark, at least the snapshot's.
+    pub page_count: u64,
+    /// The live freelist run (0 if none).
+    pub freelist: PageId,
+    pub freelist_pages: u64,
+    /// Free and pending pages, sorted.
+    pub unused: Vec<PageId>,
+    /// The run was written for the snapshot checked, so it must list exactly `unused`.
+    pub freelist_is_exact: bool,
+}
+
+pub(crate) fn run(
+    file: &str,
+    map: &[u8],
+    meta: &Meta,
+    accounting: &Accounting,
+) -> Result<CheckReport, Error> {
+    assert!(accounting.page_count >= meta.page_count);
+    let page_count = usize::try_from(accounting.page_count)
         .ok()
         .filter(|count| count.saturating_mul(PAGE_BYTES) <= map.len())
-        .ok_or_else(|| Error::corrupt(&snapshot.file, "meta page count exceeds the file"))?;
+        .ok_or_else(|| Error::corrupt(file, "page count exceeds the file"))?;
     let mut checker = Checker {
         map,
-        file: &snapshot.file,
+        file,
         owners: vec![Owner::Unaccounted; page_count],
         report: CheckReport {
             txn_id: meta.txn_id,
-            page_count: meta.page_count,
+            page_count: accounting.page_count,
             ..CheckReport::default()
         },
         leaf_depth: None,
@@ -63,15 +84,23 @@ pub(crate) fn run(read: &ReadTxn) -> Result<CheckReport, Error> {
     for slot in 0..META_PAGE_COUNT {
         checker.claim(slot, 1, Owner::Meta)?;
     }
-    if meta.freelist != 0 {
-        checker.claim(meta.freelist, meta.freelist_pages, Owner::Reachable)?;
-        checker.report.freelist_pages = meta.freelist_pages;
-        let ids = freelist::decode(map, meta.freelist, meta.freelist_pages)
-            .map_err(|c| checker.corruption(c))?;
-        for id in ids {
-            checker.claim(id, 1, Owner::Free)?;
-            checker.report.free_pages += 1;
+    if accounting.freelist != 0 {
+        let (run, pages) = (accounting.freelist, accounting.freelist_pages);
+        checker.claim(run, pages, Owner::Reachable)?;
+        checker.report.freelist_pages = pages;
+        let ids = freelist::decode(map, run, pages).map_err(|c| checker.corruption(c))?;
+        if accounting.freelist_is_exact && ids != accounting.unused {
+            return Err(checker.fail(run, "freelist run differs from the writer's free pages"));
         }
+    } else if accounting.freelist_is_exact && !accounting.unused.is_empty() {
+        return Err(Error::corrupt(
+            file,
+            "free pages exist but no freelist run lists them",
+        ));
+    }
+    for &id in &accounting.unused {
+        checker.claim(id, 1, Owner::Free)?;
+        checker.report.free_pages += 1;
     }
     if meta.catalog_root != 0 {
         let mut trees = Vec::new();

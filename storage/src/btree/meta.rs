@@ -1,8 +1,10 @@
 //! The two meta pages: the root of all committed state, written last in every commit.
 //!
-//! Commit `N` writes meta slot `N % 2`, so the other slot always holds the previous commit. On
-//! open the valid meta with the highest transaction id wins; a torn or lost meta write therefore
-//! falls back to the commit before it, whose pages were synced before this meta was written.
+//! Each durable commit writes its meta into the slot that does *not* hold the newest durable meta
+//! (slots alternate by durable commits, not by transaction id, because unsynced commits in between
+//! never write a meta). On open the valid meta with the higher transaction id wins; a torn or lost
+//! meta write therefore falls back to the durable commit before it, whose meta was left alone and
+//! whose pages were synced before this meta was written.
 
 use super::page::*;
 
@@ -121,12 +123,13 @@ impl std::fmt::Display for MetaProblem {
     }
 }
 
-/// Picks the meta to open from the two slots' outcomes, or explains why the file is refused.
-pub fn choose(slots: [Result<Meta, MetaProblem>; 2]) -> Result<Meta, String> {
+/// Picks the meta to open from the two slots' outcomes, with its slot, or explains why the file
+/// is refused. On a tie (only the freshly created file, both slots at txn 0) slot 0 wins.
+pub fn choose(slots: [Result<Meta, MetaProblem>; 2]) -> Result<(u64, Meta), String> {
     match slots {
-        [Ok(a), Ok(b)] => Ok(if b.txn_id > a.txn_id { b } else { a }),
-        [Ok(a), Err(_)] => Ok(a),
-        [Err(_), Ok(b)] => Ok(b),
+        [Ok(a), Ok(b)] => Ok(if b.txn_id > a.txn_id { (1, b) } else { (0, a) }),
+        [Ok(a), Err(_)] => Ok((0, a)),
+        [Err(_), Ok(b)] => Ok((1, b)),
         [Err(MetaProblem::BadMagic), Err(MetaProblem::BadMagic)] => {
             Err("bad magic: not a Keelson B+tree file".to_string())
         }
@@ -179,10 +182,16 @@ mod tests {
 
     #[test]
     fn the_newest_valid_meta_wins() {
-        assert_eq!(choose([Ok(sample(3)), Ok(sample(4))]), Ok(sample(4)));
+        assert_eq!(choose([Ok(sample(3)), Ok(sample(4))]), Ok((1, sample(4))));
+        // Slots alternate by durable commits, so the newer meta can be in either slot.
+        assert_eq!(choose([Ok(sample(7)), Ok(sample(4))]), Ok((0, sample(7))));
         assert_eq!(
             choose([Ok(sample(3)), Err(MetaProblem::Invalid("x"))]),
-            Ok(sample(3))
+            Ok((0, sample(3)))
+        );
+        assert_eq!(
+            choose([Err(MetaProblem::Invalid("x")), Ok(sample(3))]),
+            Ok((1, sample(3)))
         );
         let both = choose([
             Err(MetaProblem::Invalid("a")),

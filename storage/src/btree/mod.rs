@@ -2,8 +2,14 @@
 //!
 //! One file holds any number of named trees. Readers see a stable snapshot through a read-only
 //! map of the file for as long as they live; one writer at a time edits owned copies of pages and
-//! commits them with two syncs (pages, then the meta that points at them). The on-disk format,
-//! the commit protocol and its crash analysis are in docs/STORAGE-BTREE.md.
+//! commits them in one of two ways:
+//! - `commit()`: durable on return, with two syncs (pages, then the meta that points at them);
+//! - `commit_unsynced()`: pages written, no sync, no meta; visible to new readers at once, lost
+//!   on a crash until a later `Database::sync()` (callable from another thread while the writer
+//!   goes on) or `commit()` makes it durable. For callers whose durability comes from a log.
+//!
+//! The on-disk format, both commit protocols, `sync` and their crash analysis are in
+//! docs/STORAGE-BTREE.md.
 //!
 //! Modules, each owning one thing:
 //! - `page`: limits, the page header, checksums.
@@ -11,7 +17,10 @@
 //! - `node`: leaf and branch layouts, their readers and owned editable form.
 //! - `freelist`: free and pending pages, and their persisted run.
 //! - `cursor`: lookups, cursors and ranges.
-//! - `txn`: read and write transactions, the commit.
+//! - `txn`: read and write transactions, both commits.
+//! - `writer`: the writer slot's state, freelist runs and file growth.
+//! - `durable`: the durable transaction id, meta slot alternation, poisoning.
+//! - `sync`: `Database::sync`, making unsynced commits durable.
 //! - `check`: the whole-file verifier.
 //! - `compact`: copying a snapshot into a fresh, dense file.
 //!
@@ -24,12 +33,15 @@
 mod check;
 mod compact;
 mod cursor;
+mod durable;
 mod error;
 mod freelist;
 mod meta;
 mod node;
 mod page;
+mod sync;
 mod txn;
+mod writer;
 
 pub use check::CheckReport;
 pub use cursor::{Cursor, Entry, Range};
@@ -42,6 +54,7 @@ pub use txn::{ReadTxn, WriteTxn};
 
 use crate::io::{BlockDevice, FileDevice, Mapping};
 use cursor::View;
+use durable::Durability;
 use freelist::FreePages;
 use meta::Meta;
 use node::NodePage;
@@ -49,23 +62,15 @@ use parking_lot::Mutex;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
+use writer::WriterState;
 
-/// One committed state and the map to read it through.
+/// One published commit and the map to read it through. `meta.freelist*` are those of the meta
+/// written for it if it was committed durably, and 0 if it was published unsynced (the live
+/// freelist run is `WriterState::durable_meta`'s).
 pub(crate) struct Snapshot {
     pub meta: Meta,
     pub map: Arc<dyn Mapping>,
     pub file: Arc<str>,
-}
-
-/// State only the writer touches; its mutex is the single writer slot.
-pub(crate) struct WriterState {
-    pub pages: FreePages,
-    /// Snapshots handed out since they were current; one still referenced elsewhere may have
-    /// readers, which pin the pages freed after it.
-    pub published: Vec<Arc<Snapshot>>,
-    /// Set by a failed commit.
-    pub poisoned: Option<String>,
-    pub file_bytes: u64,
 }
 
 /// A B+tree file. `Send + Sync`: share it by reference or in an `Arc`.
@@ -74,7 +79,9 @@ pub struct Database {
     file: Arc<str>,
     /// The newest snapshot; a reader clones it, which is all `begin_read` costs.
     current: Mutex<Arc<Snapshot>>,
+    /// The single writer slot (also taken briefly by `sync`).
     writer: Mutex<WriterState>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Database {
@@ -118,7 +125,7 @@ impl Database {
                 .map_err(io("read meta"))?;
             *outcome = Meta::decode(&page, slot as u64);
         }
-        let meta = meta::choose(slots).map_err(|detail| Error::corrupt(&file, detail))?;
+        let (slot, meta) = meta::choose(slots).map_err(|detail| Error::corrupt(&file, detail))?;
         let needed_bytes = meta.page_count * PAGE_BYTES as u64;
         if len < needed_bytes {
             return Err(Error::corrupt(
@@ -151,9 +158,11 @@ impl Database {
             writer: Mutex::new(WriterState {
                 pages,
                 published: vec![snapshot],
-                poisoned: None,
                 file_bytes: len,
+                page_count: meta.page_count,
+                durable_meta: meta,
             }),
+            durability: Durability::new(meta.txn_id, slot),
         })
     }
 
@@ -176,15 +185,11 @@ impl Database {
         Ok(ReadTxn { snapshot })
     }
 
-    /// Starts the write transaction, waiting for the previous one to finish.
+    /// Starts the write transaction, waiting for the previous one (or a `sync`'s first phase) to
+    /// finish. It starts from the newest published commit, durable or not.
     pub fn begin_write(&self) -> Result<WriteTxn<'_>, Error> {
         let mut state = self.writer.lock();
-        if let Some(cause) = &state.poisoned {
-            return Err(Error::Poisoned {
-                file: self.file.to_string(),
-                cause: cause.clone(),
-            });
-        }
+        self.durability.check(&self.file)?;
         let base = self.current.lock().clone();
         // A snapshot no longer current that only `published` references has no reader and can
         // get none (readers only clone the current one), so it pins nothing.
@@ -201,14 +206,37 @@ impl Database {
             .map(|s| s.meta.txn_id)
             .min()
             .unwrap_or(current_id);
-        state.pages.release(oldest);
+        // A page freed by commit N is reachable from the durable commit before N until N (or a
+        // later commit) is durable: a crash must find it intact.
+        state.pages.release(oldest.min(self.durability.txn_id()));
         Ok(WriteTxn::new(self, state, base))
     }
 
-    /// Verifies the whole newest snapshot: structure, order, checksums, page accounting.
+    /// Verifies the whole newest snapshot: structure, order, checksums, and page accounting
+    /// against the writer's free and pending pages and the live freelist run (which must list
+    /// exactly those pages when the newest commit is the one it was written for). Waits for a
+    /// write transaction in progress; never call it while holding one.
     pub fn check(&self) -> Result<CheckReport, Error> {
-        let read = self.begin_read()?;
-        check::run(&read)
+        let state = self.writer.lock();
+        let newest = self.current.lock().clone();
+        // A fresh map: the newest snapshot's may predate the file growth and freelist run of a
+        // later `sync`.
+        let map = self
+            .device
+            .map()
+            .map_err(|e| Error::io(&self.file, "map", e))?;
+        let accounting = check::Accounting {
+            page_count: state.page_count,
+            freelist: state.durable_meta.freelist,
+            freelist_pages: state.durable_meta.freelist_pages,
+            unused: state.unused_pages(),
+            freelist_is_exact: state.durable_meta.txn_id == newest.meta.txn_id,
+        };
+        // Keep the slot until done: a `sync` could otherwise supersede the run being read and a
+        // writer reuse its pages.
+        let report = check::run(&self.file, map.bytes(), &newest.meta, &accounting);
+        drop(state);
+        report
     }
 
     /// Copies the newest snapshot's live data densely into `dest`, which must be empty.

@@ -1,21 +1,22 @@
 //! Transactions: [`ReadTxn`], a stable snapshot, and [`WriteTxn`], the single writer that edits
-//! owned copies of the pages it touches and commits them with two syncs.
+//! owned copies of the pages it touches and commits them either durably (two syncs) or unsynced
+//! (written and published, made durable later by `Database::sync`).
 //!
 //! A writer never changes a page a snapshot can see: the first time it touches a committed page it
 //! decodes it into an owned node under a newly allocated page id and frees the old id. Freed ids
-//! join the free list only after the commit is durable and every reader that could see them is
-//! gone (see `freelist`). Nothing reaches the device before `commit`, so an abort only has to give
-//! back the page ids it allocated.
+//! join the free list only after the freeing commit is durable and every reader that could see
+//! them is gone (see `freelist`). Nothing reaches the device before a commit, so an abort only has
+//! to give back the page ids it allocated.
 
 use super::cursor::{Cursor, Range, View};
 use super::error::Error;
-use super::freelist;
 use super::meta::Meta;
 use super::node::{
     Branch, Leaf, LeafEntry, Node, NodePage, Value, ValueRef, encode_overflow_run, needs_overflow,
 };
 use super::page::*;
-use super::{Database, Snapshot, WriterState};
+use super::writer::{FreelistRun, WriterState};
+use super::{Database, Snapshot};
 use parking_lot::MutexGuard;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -171,6 +172,8 @@ pub struct WriteTxn<'db> {
     state: MutexGuard<'db, WriterState>,
     base: Arc<Snapshot>,
     txn_id: u64,
+    /// The high-water mark when the transaction began; ids from there up were never free.
+    start_page_count: u64,
     page_count: u64,
     catalog_root: PageId,
     dirty: Dirty,
@@ -200,11 +203,14 @@ impl<'db> WriteTxn<'db> {
         state: MutexGuard<'db, WriterState>,
         base: Arc<Snapshot>,
     ) -> Self {
+        let page_count = state.page_count;
+        debug_assert!(page_count >= base.meta.page_count);
         WriteTxn {
             db,
             state,
             txn_id: base.meta.txn_id + 1,
-            page_count: base.meta.page_count,
+            start_page_count: page_count,
+            page_count,
             catalog_root: base.meta.catalog_root,
             base,
             dirty: Dirty::default(),
@@ -741,10 +747,32 @@ impl<'db> WriteTxn<'db> {
 
     // ---- commit ------------------------------------------------------------------------------
 
-    /// Makes every change durable and visible to new readers. Exactly two syncs: one for the
-    /// pages, one for the meta that points at them. If the device fails, the database refuses
-    /// further writes (`Error::Poisoned`) and the last good commit stays what readers see.
-    pub fn commit(mut self) -> Result<(), Error> {
+    /// Makes every change durable and visible to new readers, together with every unsynced
+    /// commit before it. Exactly two syncs: one for the pages, one for the meta that points at
+    /// them. If a `Database::sync` is writing its meta meanwhile, waits for it. If the device
+    /// fails, the database refuses further writes (`Error::Poisoned`) and readers keep the last
+    /// published snapshot.
+    pub fn commit(self) -> Result<(), Error> {
+        self.finish(CommitKind::Durable)
+    }
+
+    /// Makes every change visible to new readers at once, without making it durable: the changed
+    /// pages are written (no sync), the freelist and the meta are not. A crash loses this commit
+    /// and every unsynced one before it, back to the last durable commit; `Database::sync` (from
+    /// any thread) or a later `commit` makes it durable. Meant for callers whose durability comes
+    /// from their own log, so the apply path pays no fsync.
+    ///
+    /// Pages this commit frees are reused only after it is durable (and no older reader remains),
+    /// so a file that is never synced grows. If a write fails, the database is poisoned as for
+    /// `commit`.
+    pub fn commit_unsynced(self) -> Result<(), Error> {
+        self.finish(CommitKind::Deferred)
+    }
+
+    /// Aborts: nothing was written, so this only returns allocated page ids.
+    pub fn abort(self) {}
+
+    fn finish(mut self, kind: CommitKind) -> Result<(), Error> {
         if let Some(reason) = self.broken.take() {
             return Err(Error::corrupt(
                 &self.base.file,
@@ -752,12 +780,13 @@ impl<'db> WriteTxn<'db> {
             ));
         }
         self.update_catalog()?;
-        match self.write_out() {
+        match self.write_out(kind) {
             Ok(snapshot) => {
                 self.finished = true;
                 let freed = std::mem::take(&mut self.freed);
                 self.state.pages.pending.push_back((self.txn_id, freed));
                 self.state.file_bytes = snapshot.map.bytes().len() as u64;
+                self.state.page_count = self.page_count;
                 self.state.published.push(snapshot.clone());
                 *self.db.current.lock() = snapshot;
                 Ok(())
@@ -765,14 +794,11 @@ impl<'db> WriteTxn<'db> {
             Err(e) => {
                 // What reached the disk is unknown, and after a failed fsync the kernel may have
                 // dropped dirty pages without a trace: only a reopen can tell what is durable.
-                self.state.poisoned = Some(e.to_string());
+                self.db.durability.poison(&e);
                 Err(e)
             }
         }
     }
-
-    /// Aborts: nothing was written, so this only returns allocated page ids.
-    pub fn abort(self) {}
 
     fn update_catalog(&mut self) -> Result<(), Error> {
         let trees = std::mem::take(&mut self.trees);
@@ -788,128 +814,50 @@ impl<'db> WriteTxn<'db> {
         Ok(())
     }
 
-    /// Writes pages, syncs, writes the meta, syncs; returns the new snapshot.
-    fn write_out(&mut self) -> Result<Arc<Snapshot>, Error> {
+    /// Writes the pages (and for a durable commit the freelist, then syncs, writes the meta and
+    /// syncs); returns the snapshot to publish.
+    fn write_out(&mut self, kind: CommitKind) -> Result<Arc<Snapshot>, Error> {
         let file = self.base.file.clone();
         let file: &str = &file;
         let db: &Database = self.db;
-        let device = &db.device;
+        let device = db.device.as_ref();
         let io = |op: &'static str| move |e| Error::io(file, op, e);
 
-        // The old freelist run is superseded by the one written below.
-        let old = self.base.meta;
-        self.freed
-            .extend(old.freelist..old.freelist + old.freelist_pages);
-
-        // Size the run before allocating it: taking its pages from the free set can only
-        // shorten the list it has to hold.
-        let listed =
-            self.state.pages.free.len() + self.state.pages.pending_len() + self.freed.len();
-        let freelist_pages = if listed == 0 {
-            0
-        } else {
-            freelist::run_pages_for_ids(listed)
-        };
-        let freelist_start = if freelist_pages == 0 {
-            0
-        } else {
-            self.alloc_run(freelist_pages)
-        };
-        let mut ids: Vec<PageId> = Vec::with_capacity(listed);
-        ids.extend(self.state.pages.free.iter().copied());
-        for (_, pages) in &self.state.pages.pending {
-            ids.extend(pages.iter().copied());
-        }
-        ids.extend(self.freed.iter().copied());
-        ids.sort_unstable();
-        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]), "a page freed twice");
-
-        let needed_bytes = self.page_count * PAGE_BYTES as u64;
-        if needed_bytes > self.state.file_bytes {
-            let current = self.state.file_bytes.max(PAGE_BYTES as u64);
-            let grown = needed_bytes.max(current + current.min(GROW_BYTES_MAX));
-            let grown = grown.div_ceil(PAGE_BYTES as u64) * PAGE_BYTES as u64;
-            device.set_len(grown).map_err(io("grow"))?;
-            self.state.file_bytes = grown;
-        }
-
-        // Everything to write, in page order, so neighbours go out in one write.
-        enum Item {
-            Node,
-            Overflow,
-            Freelist,
-        }
-        let mut items: Vec<(PageId, Item)> =
-            Vec::with_capacity(self.dirty.nodes.len() + self.dirty.overflow.len() + 1);
-        items.extend(self.dirty.nodes.keys().map(|id| (*id, Item::Node)));
-        items.extend(self.dirty.overflow.keys().map(|id| (*id, Item::Overflow)));
-        if freelist_pages > 0 {
-            items.push((freelist_start, Item::Freelist));
-        }
-        items.sort_unstable_by_key(|(id, _)| *id);
-
-        const FLUSH_BYTES: usize = 4 * 1024 * 1024;
-        let mut buffer: Vec<u8> = Vec::new();
-        let mut buffer_start: PageId = 0;
-        let mut next: Option<PageId> = None;
-        for (id, item) in items {
-            if next != Some(id) || buffer.len() >= FLUSH_BYTES {
-                if !buffer.is_empty() {
-                    device
-                        .write_all_at(&buffer, buffer_start * PAGE_BYTES as u64)
-                        .map_err(io("write pages"))?;
-                    buffer.clear();
-                }
-                buffer_start = id;
+        let freelist = match kind {
+            CommitKind::Deferred => None,
+            CommitKind::Durable => {
+                // The live run (the last durable commit's, or one a sync is making durable) is
+                // superseded by the one written now.
+                let old = self.state.durable_meta;
+                self.freed
+                    .extend(old.freelist..old.freelist + old.freelist_pages);
+                self.state
+                    .plan_freelist(&self.freed, &mut self.page_count, self.txn_id)
             }
-            let at = buffer.len();
-            let pages = match item {
-                Item::Node => {
-                    buffer.resize(at + PAGE_BYTES, 0);
-                    self.dirty.nodes[&id].encode(id, self.txn_id, &mut buffer[at..]);
-                    1
-                }
-                Item::Overflow => {
-                    let value = &self.dirty.overflow[&id];
-                    let pages = run_pages_for(value.len());
-                    buffer.resize(at + pages as usize * PAGE_BYTES, 0);
-                    encode_overflow_run(value, id, self.txn_id, &mut buffer[at..]);
-                    u64::from(pages)
-                }
-                Item::Freelist => {
-                    buffer.extend_from_slice(&freelist::encode(
-                        &ids,
-                        id,
-                        freelist_pages,
-                        self.txn_id,
-                    ));
-                    freelist_pages
-                }
-            };
-            next = Some(id + pages);
-        }
-        if !buffer.is_empty() {
-            device
-                .write_all_at(&buffer, buffer_start * PAGE_BYTES as u64)
-                .map_err(io("write pages"))?;
-        }
-        device.sync_data().map_err(io("sync pages"))?;
+        };
+        self.state.grow_to(device, file, self.page_count)?;
+        self.write_pages(freelist.as_ref())?;
 
         let meta = Meta {
             txn_id: self.txn_id,
             catalog_root: self.catalog_root,
-            freelist: freelist_start,
-            freelist_pages,
+            freelist: freelist.as_ref().map_or(0, |run| run.start),
+            freelist_pages: freelist.as_ref().map_or(0, |run| run.pages),
             page_count: self.page_count,
         };
-        let slot = self.txn_id % META_PAGE_COUNT;
-        device
-            .write_all_at(&meta.encode(slot), slot * PAGE_BYTES as u64)
-            .map_err(io("write meta"))?;
-        device.sync_data().map_err(io("sync meta"))?;
+        match kind {
+            CommitKind::Durable => {
+                self.state.durable_meta = meta;
+                let durable = db.durability.make_durable(device, file, &meta)?;
+                debug_assert_eq!(durable, self.txn_id, "a newer commit became durable first");
+            }
+            // A `sync` on another thread may have failed meanwhile; publishing over a poisoned
+            // device would show readers pages the kernel may have dropped.
+            CommitKind::Deferred => db.durability.check(file)?,
+        }
 
         let map = device.map().map_err(io("map"))?;
-        if (map.bytes().len() as u64) < needed_bytes {
+        if (map.bytes().len() as u64) < self.page_count * PAGE_BYTES as u64 {
             return Err(Error::corrupt(
                 &self.base.file,
                 "the device map is shorter than the committed pages",
@@ -921,7 +869,84 @@ impl<'db> WriteTxn<'db> {
             file: self.base.file.clone(),
         }))
     }
+
+    /// Writes every dirty node and overflow run, and `freelist` if given, each sealed with its
+    /// checksum, in page order so neighbours go out in one write.
+    fn write_pages(&self, freelist: Option<&FreelistRun>) -> Result<(), Error> {
+        enum Item<'a> {
+            Node(&'a Node),
+            Overflow(&'a [u8]),
+            Freelist(&'a FreelistRun),
+        }
+        let mut items: Vec<(PageId, Item<'_>)> =
+            Vec::with_capacity(self.dirty.nodes.len() + self.dirty.overflow.len() + 1);
+        items.extend(self.dirty.nodes.iter().map(|(id, n)| (*id, Item::Node(n))));
+        items.extend(
+            self.dirty
+                .overflow
+                .iter()
+                .map(|(id, v)| (*id, Item::Overflow(v.as_slice()))),
+        );
+        if let Some(run) = freelist {
+            items.push((run.start, Item::Freelist(run)));
+        }
+        items.sort_unstable_by_key(|(id, _)| *id);
+
+        let device = self.db.device.as_ref();
+        let flush = |buffer: &[u8], start: PageId| {
+            device
+                .write_all_at(buffer, start * PAGE_BYTES as u64)
+                .map_err(|e| Error::io(&self.base.file, "write pages", e))
+        };
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut buffer_start: PageId = 0;
+        let mut next: Option<PageId> = None;
+        for (id, item) in items {
+            if next != Some(id) || buffer.len() >= WRITE_FLUSH_BYTES {
+                if !buffer.is_empty() {
+                    flush(&buffer, buffer_start)?;
+                    buffer.clear();
+                }
+                buffer_start = id;
+            }
+            let at = buffer.len();
+            let pages = match item {
+                Item::Node(node) => {
+                    buffer.resize(at + PAGE_BYTES, 0);
+                    node.encode(id, self.txn_id, &mut buffer[at..]);
+                    1
+                }
+                Item::Overflow(value) => {
+                    let pages = run_pages_for(value.len());
+                    buffer.resize(at + pages as usize * PAGE_BYTES, 0);
+                    encode_overflow_run(value, id, self.txn_id, &mut buffer[at..]);
+                    u64::from(pages)
+                }
+                Item::Freelist(run) => {
+                    buffer.extend_from_slice(&run.bytes);
+                    run.pages
+                }
+            };
+            next = Some(id + pages);
+        }
+        if !buffer.is_empty() {
+            flush(&buffer, buffer_start)?;
+        }
+        Ok(())
+    }
 }
+
+/// How a commit ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CommitKind {
+    /// Synced, meta written, synced: durable on return.
+    Durable,
+    /// Pages written only; durable once a later sync or durable commit covers it.
+    Deferred,
+}
+
+/// Contiguous pages are gathered into one write up to this size.
+const WRITE_FLUSH_BYTES: usize = 4 * 1024 * 1024;
 
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
@@ -932,7 +957,7 @@ impl Drop for WriteTxn<'_> {
         // in it and simply cease to exist.
         let pages = &mut self.state.pages;
         pages.free.extend(self.taken.drain(..));
-        pages.free.split_off(&self.base.meta.page_count);
+        pages.free.split_off(&self.start_page_count);
     }
 }
 

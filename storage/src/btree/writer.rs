@@ -1,0 +1,106 @@
+//! The state behind the single writer slot: free pages, published snapshots, the file's size and
+//! high-water mark, and the meta most recently handed over to be made durable.
+//!
+//! `Database::sync` also takes this slot, briefly, to write the freelist of the commit it makes
+//! durable: the freelist describes the free set at one commit, and only a holder of the slot sees
+//! the free set at a commit rather than in the middle of a transaction.
+
+use super::Snapshot;
+use super::error::Error;
+use super::freelist::{self, FreePages};
+use super::meta::Meta;
+use super::page::*;
+use crate::io::BlockDevice;
+use std::sync::Arc;
+
+pub(crate) struct WriterState {
+    pub pages: FreePages,
+    /// Snapshots handed out since they were current; one still referenced elsewhere may have
+    /// readers, which pin the pages freed after it.
+    pub published: Vec<Arc<Snapshot>>,
+    pub file_bytes: u64,
+    /// The high-water mark the next transaction starts from: the newest snapshot's, or past it
+    /// when a sync placed a freelist run at the end of the file.
+    pub page_count: u64,
+    /// The newest meta handed to `Durability::make_durable` (durable, or becoming durable).
+    /// Its freelist run is on disk and stays out of the free set until a newer such meta replaces
+    /// it; a second `sync` of the same commit reuses it rather than writing another run.
+    pub durable_meta: Meta,
+}
+
+/// An encoded freelist run, ready to write at `start`.
+pub(crate) struct FreelistRun {
+    pub start: PageId,
+    pub pages: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl WriterState {
+    /// Allocates and encodes the freelist run for a meta about to be made durable. It lists every
+    /// free and pending page plus `freed` (the pages that commit frees, which must include the run
+    /// it supersedes). Its own pages come from the free set or the high-water mark `page_count`;
+    /// they are sized first, since taking them can only shorten the list they hold.
+    pub fn plan_freelist(
+        &mut self,
+        freed: &[PageId],
+        page_count: &mut u64,
+        txn_id: u64,
+    ) -> Option<FreelistRun> {
+        let listed = self.pages.free.len() + self.pages.pending_len() + freed.len();
+        if listed == 0 {
+            return None;
+        }
+        let pages = freelist::run_pages_for_ids(listed);
+        let start = self.pages.take_run(pages).unwrap_or_else(|| {
+            let start = *page_count;
+            *page_count += pages;
+            start
+        });
+        let mut ids = self.unused_pages();
+        ids.extend(freed.iter().copied());
+        ids.sort_unstable();
+        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]), "a page freed twice");
+        debug_assert!(
+            ids.iter().all(|id| *id < start || *id >= start + pages),
+            "the freelist run lists itself"
+        );
+        Some(FreelistRun {
+            start,
+            pages,
+            bytes: freelist::encode(&ids, start, pages, txn_id),
+        })
+    }
+
+    /// Grows the file (doubling, at most `GROW_BYTES_MAX` at a time) if `page_count` pages do not
+    /// fit, so remaps stay rare.
+    pub fn grow_to(
+        &mut self,
+        device: &dyn BlockDevice,
+        file: &str,
+        page_count: u64,
+    ) -> Result<(), Error> {
+        let needed_bytes = page_count * PAGE_BYTES as u64;
+        if needed_bytes <= self.file_bytes {
+            return Ok(());
+        }
+        let current = self.file_bytes.max(PAGE_BYTES as u64);
+        let grown = needed_bytes.max(current + current.min(GROW_BYTES_MAX));
+        let grown = grown.div_ceil(PAGE_BYTES as u64) * PAGE_BYTES as u64;
+        device
+            .set_len(grown)
+            .map_err(|e| Error::io(file, "grow", e))?;
+        self.file_bytes = grown;
+        Ok(())
+    }
+
+    /// Every page the writer counts as not in use (free or pending), sorted: what a freelist run
+    /// written now would list.
+    pub fn unused_pages(&self) -> Vec<PageId> {
+        let mut ids: Vec<PageId> = self.pages.free.iter().copied().collect();
+        for (_, batch) in &self.pages.pending {
+            ids.extend(batch.iter().copied());
+        }
+        ids.sort_unstable();
+        ids
+    }
+}
