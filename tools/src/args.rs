@@ -5,7 +5,7 @@
 //! same knob, so a command that works there works here. Global flags may
 //! appear before or after the workload name.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::flags::FlagSet;
@@ -39,6 +39,7 @@ keelson-bench: load generator for the etcd v3 gRPC API (etcd or Keelson)
 usage:
   keelson-bench [global flags] WORKLOAD [workload flags]
   keelson-bench compare [compare flags] [global flags] [--workload 'WORKLOAD FLAGS']...
+  keelson-bench fsync-floor [--dir DIR] [--fsync-samples N] [--json]
 
 global flags:
   --endpoints A,B   gRPC endpoints (default 127.0.0.1:2379)
@@ -66,6 +67,8 @@ compare flags:
   --start-timeout SECS  wait for a server's first answer (default 30)
   --fsync-samples N     4 KiB write+fdatasync samples for the disk floor (default 1000)
   --keep-data       keep the data dirs afterwards
+
+fsync-floor: 4 KiB write + fdatasync latency in DIR (default ./target, else .)
 
 Keys are the decimal key index zero-padded to --key-size bytes (00000042). In
 range KEY/END, \\0 stands for a NUL byte: `range 0 '\\0'` reads every key >= 0.
@@ -228,10 +231,19 @@ pub struct CompareSpec {
     pub workloads: Vec<RunSpec>,
 }
 
+/// The disk floor alone, measured in `dir`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FsyncFloorSpec {
+    pub dir: PathBuf,
+    pub samples: usize,
+    pub json: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Run(RunSpec),
     Compare(CompareSpec),
+    FsyncFloor(FsyncFloorSpec),
     Help,
 }
 
@@ -249,6 +261,7 @@ where
     match flags.next_positional().as_deref() {
         None => Err("no workload given (try --help)".into()),
         Some("compare") => parse_compare(flags, &args).map(Command::Compare),
+        Some("fsync-floor") => parse_fsync_floor(flags).map(Command::FsyncFloor),
         Some(name) => parse_run(name, flags, args.join(" ")).map(Command::Run),
     }
 }
@@ -485,6 +498,22 @@ fn parse_compare(mut f: FlagSet, args: &[String]) -> Result<CompareSpec, String>
     })
 }
 
+fn parse_fsync_floor(mut f: FlagSet) -> Result<FsyncFloorSpec, String> {
+    // ./target by default: the build's own disk, where compare puts its data.
+    let default_dir = if Path::new("target").is_dir() {
+        "target"
+    } else {
+        "."
+    };
+    let spec = FsyncFloorSpec {
+        dir: PathBuf::from(f.take_str("dir").unwrap_or_else(|| default_dir.into())),
+        samples: f.take("fsync-samples", DEFAULT_FSYNC_SAMPLES)?,
+        json: f.take_bool("json")?,
+    };
+    f.finish("fsync-floor")?;
+    Ok(spec)
+}
+
 /// The global flags (`--conns`, `--clients`, `--timeout`) as they appeared on
 /// the compare command line, in both `--x v` and `--x=v` forms.
 fn shared_global_tokens(args: &[String]) -> Vec<String> {
@@ -700,6 +729,20 @@ mod tests {
         assert!(parse(["compare", "--workload", "put --bogus 1"]).is_err());
         assert!(parse(["compare", "--workload", "put --endpoints x:1"]).is_err());
         assert!(parse(["compare", "--frob"]).is_err());
+    }
+
+    #[test]
+    fn fsync_floor_flags() {
+        let cmd = parse(["fsync-floor", "--dir", "/d", "--fsync-samples", "9"]).unwrap();
+        assert_eq!(
+            cmd,
+            Command::FsyncFloor(FsyncFloorSpec {
+                dir: PathBuf::from("/d"),
+                samples: 9,
+                json: false
+            })
+        );
+        assert!(parse(["fsync-floor", "--clients", "2"]).is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use keelson_tools::args::{self, Command};
-use keelson_tools::{compare, workloads};
+use keelson_tools::json::Object;
+use keelson_tools::{compare, disk, workloads};
 
 /// Exit status for a run where some request failed.
 const EXIT_REQUESTS_FAILED: u8 = 1;
@@ -47,6 +48,31 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_REQUESTS_FAILED)
             }
         }
+        Command::FsyncFloor(spec) => match disk::fsync_floor(&spec.dir, spec.samples) {
+            Ok(floor) if spec.json => {
+                let o = Object::new()
+                    .str("dir", &spec.dir.display().to_string())
+                    .u64("samples", floor.samples as u64)
+                    .u64("p50_us", floor.p50_us)
+                    .u64("p99_us", floor.p99_us);
+                println!("{}", o.finish());
+                ExitCode::SUCCESS
+            }
+            Ok(floor) => {
+                println!(
+                    "4 KiB write + fdatasync in {} (n={}): p50 {:.3} ms  p99 {:.3} ms",
+                    spec.dir.display(),
+                    floor.samples,
+                    floor.p50_us as f64 / 1000.0,
+                    floor.p99_us as f64 / 1000.0
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("keelson-bench fsync-floor: {}: {e}", spec.dir.display());
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
         Command::Compare(spec) => match runtime.block_on(compare::run(&spec)) {
             Ok(report) => {
                 if spec.json {
