@@ -70,14 +70,28 @@ pub struct FoundKey<'a> {
     pub at: KeyAt,
 }
 
-#[derive(Default)]
 pub struct Index {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
+    /// The revision of the last compaction applied; the index cannot answer below it.
+    compacted_rev: i64,
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index {
+            keys: BTreeMap::new(),
+            compacted_rev: -1,
+        }
+    }
 }
 
 impl Index {
     pub fn new() -> Index {
         Index::default()
+    }
+
+    pub fn compacted_rev(&self) -> i64 {
+        self.compacted_rev
     }
 
     /// Number of keys with any history in the index (live or not).
@@ -160,6 +174,7 @@ impl Index {
     /// unless that is a tombstone.
     pub fn compact(&mut self, at_rev: i64) -> std::collections::HashSet<Revision> {
         let mut kept = std::collections::HashSet::new();
+        self.compacted_rev = self.compacted_rev.max(at_rev);
         self.keys.retain(|_, index| {
             if let Some(rev) = index.compact(at_rev) {
                 kept.insert(rev);

@@ -17,6 +17,43 @@ pub struct KeyValueRef<'a> {
     pub lease: i64,
 }
 
+/// An owned `KeyValue`, for results that outlive the snapshot they were read from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: Vec<u8>,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub value: Vec<u8>,
+    pub lease: i64,
+}
+
+impl KeyValue {
+    pub fn as_ref(&self) -> KeyValueRef<'_> {
+        KeyValueRef {
+            key: &self.key,
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: &self.value,
+            lease: self.lease,
+        }
+    }
+}
+
+impl KeyValueRef<'_> {
+    pub fn to_owned(&self) -> KeyValue {
+        KeyValue {
+            key: self.key.to_vec(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: self.value.to_vec(),
+            lease: self.lease,
+        }
+    }
+}
+
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
 const WIRE_LENGTH_DELIMITED: u8 = 2;

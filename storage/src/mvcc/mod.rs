@@ -4,12 +4,15 @@
 //! - [`key_index`]: one key's generations of revisions (etcd's `keyIndex`).
 //! - [`index`]: the in-memory, ordered index of all keys (etcd's `treeIndex`).
 //! - [`kv`]: the record stored under each revision (etcd's `mvccpb.KeyValue` wire form).
+//! - [`store`]: the store itself: views for readers, the write transaction, compaction.
 
 pub mod index;
 pub mod key_index;
 pub mod kv;
 pub mod revision;
+pub mod store;
 
 pub use index::{FoundKey, Index, KeyRange};
 pub use key_index::{KeyAt, KeyIndex};
 pub use revision::Revision;
+pub use store::{Change, CompactionJob, RangeOptions, RangeResult, Store, StoreWrite, View};
