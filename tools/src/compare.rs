@@ -49,7 +49,7 @@ fn resolve_binaries(spec: &CompareSpec) -> Result<(PathBuf, PathBuf), String> {
     };
     if !keelson.is_file() {
         return Err(format!(
-            "Keelson binary not found at {}; build it (cargo build --release) or pass --keelson PATH",
+            "Keelson binary not found at {}; build it (cargo build --release -p keelson) or pass --keelson PATH",
             keelson.display()
         ));
     }
