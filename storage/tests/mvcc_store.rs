@@ -448,3 +448,44 @@ fn consistent_index_survives_reopen() {
     drop(store);
     assert_eq!(open(&device).view().consistent_index(), 42);
 }
+
+#[test]
+fn deferred_commits_are_visible_at_once_and_durable_after_sync() {
+    let device = MemoryDevice::new("mvcc");
+    let store = open(&device);
+    let put = |value: &[u8], index: u64| {
+        let mut write = store.begin_write().expect("begin");
+        write.begin_request();
+        write.put(b"k", value, 0).expect("put");
+        write.end_request();
+        write.set_consistent_index(index).expect("index");
+        write.commit_deferred().expect("commit");
+    };
+    put(b"synced", 1);
+    store.database().sync().expect("sync");
+    put(b"deferred", 2);
+    let view = store.view();
+    let read = store
+        .range(&view, KeyRange::Single(b"k"), RangeOptions::default())
+        .expect("range");
+    assert_eq!(
+        (read.kvs[0].value, view.consistent_index()),
+        (&b"deferred"[..], 2)
+    );
+    drop(view);
+    // A crash now loses the deferred commit and nothing else.
+    let crashed = device
+        .crash_points()
+        .pop()
+        .expect("crash point")
+        .lose_unsynced("mvcc");
+    let reopened = open(&crashed);
+    let view = reopened.view();
+    let read = reopened
+        .range(&view, KeyRange::Single(b"k"), RangeOptions::default())
+        .expect("range");
+    assert_eq!(
+        (read.kvs[0].value, view.consistent_index(), view.rev()),
+        (&b"synced"[..], 1, 2)
+    );
+}

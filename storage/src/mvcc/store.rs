@@ -642,6 +642,14 @@ impl<'s> StoreWrite<'s> {
         self.finish(|txn| txn.commit())
     }
 
+    /// Commits and publishes the result to readers at once, without waiting for the disk: it
+    /// becomes durable at the next [`Database::sync`] (or durable commit). For changes the
+    /// write-ahead log already holds, which a restart replays after the last durable
+    /// `consistent_index`.
+    pub fn commit_deferred(self) -> Result<()> {
+        self.finish(|txn| txn.commit_unsynced())
+    }
+
     fn finish(
         mut self,
         commit: impl FnOnce(WriteTxn<'s>) -> std::result::Result<(), btree::Error>,
