@@ -4,10 +4,12 @@
 use super::Result;
 use super::WalError;
 use super::record::{Entry, HardState, Record, SnapshotMarker};
-use super::recovery::{check_header, read_segment};
+use super::recovery::{check_header, read_prefix, read_segment};
 use super::segment;
 use super::writer::Wal;
+use super::{BLOCK_BYTES, align_up};
 use crate::io::LogDirectory;
+use crate::io::LogFile;
 
 /// The log as replay sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,12 +46,17 @@ impl<D: LogDirectory> Wal<D> {
         let mut last_index = None;
         for (i, meta) in segs.iter().enumerate() {
             let file = inner.dir.open(&meta.name).await?;
-            let mut bytes = read_segment(&file).await?;
             let newest = i + 1 == segs.len();
-            if newest {
-                // Bytes past the durable end may be a write in flight.
+            let bytes = if newest {
+                // Only the durable part: past it may be a write in flight, and the rest of a
+                // preallocated segment is zeros not worth reading.
+                let len = align_up(durable_end, BLOCK_BYTES).min(file.size());
+                let mut bytes = read_prefix(&file, len).await?;
                 bytes[durable_end as usize..].fill(0);
-            }
+                bytes
+            } else {
+                read_segment(&file).await?
+            };
             let scanned = segment::scan(&meta.name, &bytes, false)?;
             check_header(meta, &scanned.header, prev_crc)?;
             prev_crc = Some(scanned.last_crc);

@@ -42,7 +42,12 @@ pub struct TornTail {
 
 /// Reads a whole segment file.
 pub(crate) async fn read_segment<F: LogFile>(file: &F) -> Result<Vec<u8>> {
-    let len = file.size();
+    read_prefix(file, file.size()).await
+}
+
+/// Reads the first `len` bytes (a multiple of the block size) of a segment file.
+pub(crate) async fn read_prefix<F: LogFile>(file: &F, len: u64) -> Result<Vec<u8>> {
+    assert!(len <= file.size() && len.is_multiple_of(BLOCK_BYTES as u64));
     let mut bytes = Vec::with_capacity(len as usize);
     let mut at = 0u64;
     while at < len {
