@@ -461,3 +461,24 @@ fn dropping_waiting_appends_stalls_no_one_and_dropping_the_leader_poisons() {
         Err(WalError::Poisoned(_))
     ));
 }
+
+#[test]
+fn replay_when_the_durable_end_falls_on_a_block_boundary() {
+    let cfg = config(64 << 10);
+    let dir = MemoryDirectory::new();
+    let (wal, _) = open(&dir, cfg.clone());
+    // Header (40) + frame (8 + 17 + 4031 = 4056) = 4096: the log ends exactly at a block.
+    let big = Record::Entry(Entry {
+        index: 1,
+        term: 1,
+        data: vec![7; 4031],
+    });
+    assert_eq!(SEGMENT_HEADER_BYTES + big.frame_len(), 4096);
+    block_on(wal.append(&[big])).unwrap();
+    assert_eq!(indexes(&wal, 0), vec![1]);
+    block_on(wal.append(&[entry(2, 1)])).unwrap();
+    assert_eq!(indexes(&wal, 0), vec![1, 2]);
+    let (wal, report) = open(&dir, cfg);
+    assert_eq!(report.records, 2);
+    assert_eq!(indexes(&wal, 2), vec![2]);
+}
