@@ -1,6 +1,7 @@
 //! Property test: random operation sequences on the B+tree against a `BTreeMap` model, including
 //! overflow values, several trees, ranges from both ends, aborts, and read snapshots held across
-//! later commits.
+//! later commits. Commits are durable or unsynced, with `sync` calls between: readers see every
+//! commit at once, and a reopen (a clean one: no crash) shows the last durable commit.
 
 use keelson_storage::btree::{Database, Error, ReadTxn};
 use keelson_storage::io::MemoryDevice;
@@ -46,6 +47,10 @@ enum Op {
     CreateTree(usize),
     DeleteTree(usize),
     Commit,
+    /// Ends the transaction with `commit_unsynced`.
+    CommitUnsynced,
+    /// Ends the transaction with `commit_unsynced`, then calls `Database::sync`.
+    Sync,
     Abort,
     OpenReader,
     CloseReader(usize),
@@ -93,7 +98,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(tree, lower, upper, steps)| Op::Range { tree, lower, upper, steps }),
         2 => tree.clone().prop_map(Op::CreateTree),
         1 => tree.prop_map(Op::DeleteTree),
-        6 => Just(Op::Commit),
+        3 => Just(Op::Commit),
+        4 => Just(Op::CommitUnsynced),
+        2 => Just(Op::Sync),
         2 => Just(Op::Abort),
         3 => Just(Op::OpenReader),
         2 => (0usize..4).prop_map(Op::CloseReader),
@@ -180,12 +187,14 @@ fn assert_snapshot_equals(read: &ReadTxn, model: &Trees) {
 fn run(ops: Vec<Op>) {
     let device = MemoryDevice::new("model.db");
     let mut db = Database::open(Arc::new(device.clone())).unwrap();
-    let mut committed: Trees = BTreeMap::new();
+    // What readers see (every commit), and what a reopen shows (durable commits only).
+    let mut visible: Trees = BTreeMap::new();
+    let mut durable: Trees = BTreeMap::new();
     let mut readers: Vec<(ReadTxn, Trees)> = Vec::new();
     let mut ops = ops.into_iter().peekable();
     while ops.peek().is_some() {
         // One write transaction per batch of operations up to a Commit, Abort or Reopen.
-        let mut pending = committed.clone();
+        let mut pending = visible.clone();
         let mut txn = db.begin_write().unwrap();
         let mut end = None;
         for op in ops.by_ref() {
@@ -266,7 +275,7 @@ fn run(ops: Vec<Op>) {
                     }
                     // The same bounds on the newest committed snapshot.
                     let read = db.begin_read().unwrap();
-                    if let Some(entries) = committed.get(name) {
+                    if let Some(entries) = visible.get(name) {
                         let range = read
                             .range(
                                 name,
@@ -288,7 +297,7 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(txn.delete_tree(TREES[tree]).unwrap(), existed);
                 }
                 Op::OpenReader => {
-                    readers.push((db.begin_read().unwrap(), committed.clone()));
+                    readers.push((db.begin_read().unwrap(), visible.clone()));
                 }
                 Op::CloseReader(i) => {
                     if !readers.is_empty() {
@@ -296,12 +305,13 @@ fn run(ops: Vec<Op>) {
                         assert_snapshot_equals(&read, &model);
                     }
                 }
-                end_op @ (Op::Commit | Op::Abort | Op::Reopen) => {
+                end_op @ (Op::Commit | Op::CommitUnsynced | Op::Sync | Op::Abort | Op::Reopen) => {
                     end = Some(end_op);
                     break;
                 }
             }
         }
+        let txn_id = txn.txn_id();
         match end {
             Some(Op::Abort) => txn.abort(),
             Some(Op::Reopen) => {
@@ -309,27 +319,47 @@ fn run(ops: Vec<Op>) {
                 readers.clear();
                 drop(db);
                 db = Database::open(Arc::new(device.clone())).unwrap();
+                visible = durable.clone();
+            }
+            Some(Op::CommitUnsynced) => {
+                let durable_id = db.durable_txn_id();
+                txn.commit_unsynced().unwrap();
+                visible = pending;
+                assert_eq!(db.durable_txn_id(), durable_id);
+            }
+            Some(Op::Sync) => {
+                txn.commit_unsynced().unwrap();
+                assert_eq!(db.sync().unwrap(), txn_id);
+                assert_eq!(db.durable_txn_id(), txn_id);
+                visible = pending;
+                durable = visible.clone();
             }
             _ => {
                 txn.commit().unwrap();
-                committed = pending;
+                assert_eq!(db.durable_txn_id(), txn_id);
+                visible = pending;
+                durable = visible.clone();
             }
         }
         let read = db.begin_read().unwrap();
-        assert_snapshot_equals(&read, &committed);
+        assert_snapshot_equals(&read, &visible);
+        drop(read);
+        // The page accounting holds between unsynced commits too.
+        db.check().unwrap();
     }
     // Every snapshot still shows the state as of its start.
     for (read, model) in &readers {
         assert_snapshot_equals(read, model);
     }
     let report = db.check().unwrap();
-    let entries: usize = committed.values().map(BTreeMap::len).sum();
+    let entries: usize = visible.values().map(BTreeMap::len).sum();
     assert_eq!(report.entries as usize, entries);
-    assert_eq!(report.trees as usize, committed.len());
+    assert_eq!(report.trees as usize, visible.len());
     drop(readers);
     drop(db);
+    // A clean reopen (the unsynced pages are all in the file) still shows only durable commits.
     let reopened = Database::open(Arc::new(device)).unwrap();
-    assert_snapshot_equals(&reopened.begin_read().unwrap(), &committed);
+    assert_snapshot_equals(&reopened.begin_read().unwrap(), &durable);
     reopened.check().unwrap();
 }
 
