@@ -275,3 +275,144 @@ fn a_failed_read_on_open_names_the_file() {
     );
     assert_eq!(device.len().unwrap() % PAGE_BYTES as u64, 0);
 }
+
+/// Two unsynced commits (txns 2 and 3) on top of `populated`.
+fn with_unsynced(db: &Database) {
+    for i in 0..2u32 {
+        let mut txn = db.begin_write().unwrap();
+        txn.put(b"t", &key(1000 + i), b"unsynced").unwrap();
+        txn.commit_unsynced().unwrap();
+    }
+}
+
+fn assert_poisoned(db: &Database) {
+    let refused = db.begin_write().unwrap_err();
+    assert!(matches!(refused, Error::Poisoned { .. }), "{refused}");
+    assert!(refused.to_string().contains(NAME));
+    let refused = db.sync().unwrap_err();
+    assert!(matches!(refused, Error::Poisoned { .. }), "{refused}");
+}
+
+#[test]
+fn a_failed_sync_in_database_sync_poisons_and_keeps_the_last_durable_commit() {
+    for failing_sync in 0..2 {
+        let (device, db) = populated(100);
+        with_unsynced(&db);
+        device.set_fault_plan(FaultPlan {
+            fail_sync_after: Some(failing_sync),
+            ..FaultPlan::default()
+        });
+        let err = db.sync().unwrap_err();
+        assert!(
+            matches!(err, Error::Io { .. }) && err.to_string().contains(NAME),
+            "{err}"
+        );
+        assert_poisoned(&db);
+        assert_eq!(db.durable_txn_id(), 1);
+        // Readers keep the last published snapshot, unsynced as it is.
+        assert_eq!(db.begin_read().unwrap().txn_id(), 3);
+        assert_eq!(entries(&db), 102);
+        let reopened = Database::open(Arc::new(durable(&device))).unwrap();
+        assert_eq!(reopened.begin_read().unwrap().txn_id(), 1);
+        assert_eq!(entries(&reopened), 100);
+        reopened.check().unwrap();
+    }
+}
+
+#[test]
+fn every_failed_operation_of_database_sync_poisons() {
+    // `sync` mutates the device at most five times: grow, freelist, sync, meta, sync.
+    let mut failures = 0;
+    for failing in 0..6 {
+        let (device, db) = populated(100);
+        with_unsynced(&db);
+        device.set_fault_plan(FaultPlan {
+            fail_mutation_after: Some(failing),
+            ..FaultPlan::default()
+        });
+        let result = db.sync();
+        device.set_fault_plan(FaultPlan::default());
+        let expected = match result {
+            Ok(durable) => {
+                assert_eq!(durable, 3);
+                3
+            }
+            Err(e) => {
+                assert!(matches!(e, Error::Io { .. }), "{e}");
+                assert_poisoned(&db);
+                failures += 1;
+                1
+            }
+        };
+        // A crash right after: in-flight writes lost or kept, the result is the same commit.
+        let image = device.crash_points().pop().unwrap();
+        for crashed in [image.lose_unsynced(NAME), image.keep_unsynced(NAME)] {
+            let reopened = Database::open(Arc::new(crashed)).unwrap();
+            assert_eq!(reopened.begin_read().unwrap().txn_id(), expected);
+            assert_eq!(entries(&reopened), if expected == 3 { 102 } else { 100 });
+            reopened.check().unwrap();
+        }
+    }
+    assert!(failures >= 3, "{failures}");
+}
+
+#[test]
+fn a_failed_write_in_commit_unsynced_poisons_and_keeps_the_last_durable_commit() {
+    let (device, db) = populated(100);
+    with_unsynced(&db);
+    device.set_fault_plan(FaultPlan {
+        fail_mutation_after: Some(0),
+        ..FaultPlan::default()
+    });
+    let mut txn = db.begin_write().unwrap();
+    txn.put(b"t", b"new", b"value").unwrap();
+    let err = txn.commit_unsynced().unwrap_err();
+    assert!(
+        matches!(err, Error::Io { .. }) && err.to_string().contains(NAME),
+        "{err}"
+    );
+    assert_poisoned(&db);
+    assert_eq!(db.begin_read().unwrap().txn_id(), 3);
+    assert_eq!(db.begin_read().unwrap().get(b"t", b"new").unwrap(), None);
+    let reopened = Database::open(Arc::new(durable(&device))).unwrap();
+    assert_eq!(reopened.begin_read().unwrap().txn_id(), 1);
+    assert_eq!(entries(&reopened), 100);
+    reopened.check().unwrap();
+}
+
+/// The transaction id in the header of meta slot `slot`.
+fn meta_txn_id(device: &MemoryDevice, slot: usize) -> u64 {
+    const TXN_ID_OFFSET: usize = 16;
+    let at = slot * PAGE_BYTES + TXN_ID_OFFSET;
+    u64::from_le_bytes(device.contents()[at..at + 8].try_into().unwrap())
+}
+
+#[test]
+fn meta_slots_alternate_by_durable_commits_not_by_txn_id() {
+    let (device, db) = populated(10);
+    assert_eq!((meta_txn_id(&device, 0), meta_txn_id(&device, 1)), (0, 1));
+    with_unsynced(&db);
+    // The unsynced commits wrote neither slot.
+    assert_eq!((meta_txn_id(&device, 0), meta_txn_id(&device, 1)), (0, 1));
+    // Txn 3 is odd, but slot 1 holds the only durable meta (txn 1): it goes to slot 0.
+    assert_eq!(db.sync().unwrap(), 3);
+    assert_eq!((meta_txn_id(&device, 0), meta_txn_id(&device, 1)), (3, 1));
+    let mut txn = db.begin_write().unwrap();
+    txn.put(b"t", b"x", b"y").unwrap();
+    txn.commit().unwrap();
+    assert_eq!((meta_txn_id(&device, 0), meta_txn_id(&device, 1)), (3, 4));
+    with_unsynced(&db);
+    let mut txn = db.begin_write().unwrap();
+    txn.put(b"t", b"x", b"z").unwrap();
+    txn.commit().unwrap();
+    // Txn 7 is odd, but slot 1 holds txn 4.
+    assert_eq!((meta_txn_id(&device, 0), meta_txn_id(&device, 1)), (7, 4));
+    // A sync with nothing new writes nothing.
+    let syncs = device.sync_count();
+    assert_eq!(db.sync().unwrap(), 7);
+    assert_eq!(device.sync_count(), syncs);
+    drop(db);
+    let reopened = Database::open(Arc::new(durable(&device))).unwrap();
+    assert_eq!(reopened.begin_read().unwrap().txn_id(), 7);
+    reopened.check().unwrap();
+}
