@@ -34,3 +34,31 @@ fn pinned_inputs_match_the_model() {
     ops::run(&[]);
     ops::run(&[8, 0, 255, 255, 9, 15, 0, 2]);
 }
+
+#[test]
+fn pinned_deferred_durability_inputs_match_the_model() {
+    // Fill a tree with unsynced commits, sync, more unsynced commits, then a crash keeping every
+    // in-flight write: only the synced state may come back.
+    let mut data = vec![8u8];
+    for i in 0..60u8 {
+        data.extend([0, i, 150, i]);
+        if i % 20 == 19 {
+            data.push(16);
+        }
+    }
+    data.push(17);
+    for i in 0..30u8 {
+        data.extend([6, i * 2]);
+    }
+    data.extend([16, 18, 1]);
+    // Unsynced commits then a sync whose n-th device operation fails, for each n, then a crash.
+    for fail_at in 0..6u8 {
+        for i in 0..10u8 {
+            data.extend([0, i + 100, 40, i]);
+        }
+        data.extend([19, 0x80 | fail_at, 1]);
+    }
+    // A failing unsynced commit.
+    data.extend([0, 7, 7, 7, 19, 0, 0]);
+    ops::run(&data);
+}

@@ -1,6 +1,7 @@
 //! Fuzz target: the input bytes are a sequence of B+tree operations (puts, deletes, ranges,
-//! commits, aborts, reopens, and commits that fail part-way followed by a crash), checked against
-//! a `BTreeMap` model. The interpreter lives in `src/ops.rs` so the storage tests can replay it.
+//! commits durable or unsynced, syncs, aborts, reopens, crashes, and commits or syncs that fail
+//! part-way followed by a crash), checked against a `BTreeMap` model. The interpreter lives in
+//! `src/ops.rs` so the storage tests can replay it.
 
 #![no_main]
 

@@ -1,9 +1,13 @@
 //! Interprets bytes as B+tree operations and checks every result against a `BTreeMap` model.
 //! Shared by the `btree_ops` fuzz target and the storage crate's replay test.
 //!
-//! Crashes are modelled by failing one device operation of a commit, then rebuilding the device
-//! as a crash would leave it (in-flight writes lost, kept, or torn). The reopened file must hold
-//! exactly the commit before, or the failed one if its meta got through.
+//! Commits are durable (`commit`) or not (`commit_unsynced`, made durable by `Database::sync`), so
+//! the model keeps two states: what readers see and what is durable.
+//!
+//! Crashes are modelled by failing one device operation of a commit or a sync (or none), then
+//! rebuilding the device as a crash would leave it (in-flight writes lost, kept, or torn). The
+//! reopened file must hold exactly the last durable commit, or the one being made durable if its
+//! meta got through; unsynced commits are lost.
 
 use keelson_storage::btree::Database;
 use keelson_storage::io::{FaultPlan, MemoryDevice};
@@ -69,19 +73,34 @@ fn snapshot(db: &Database) -> Trees {
     trees
 }
 
+/// Rebuilds the device as a crash now would leave it, chosen by `how`.
+fn crash(device: &MemoryDevice, how: u8) -> MemoryDevice {
+    let image = device.crash_points().pop().unwrap();
+    match how % 3 {
+        0 => image.lose_unsynced(NAME),
+        1 => image.keep_unsynced(NAME),
+        _ => image.torn(NAME, u64::from(how)),
+    }
+}
+
+/// Operation codes (the byte modulo `OPS`); the tree is chosen by `byte / 16 % 2`.
+const OPS: u8 = 20;
+
 pub fn run(data: &[u8]) {
     let mut input = Input { bytes: data };
     let mut device = MemoryDevice::new(NAME);
     let mut db = Database::open(Arc::new(device.clone())).unwrap();
-    let mut committed = Trees::new();
+    // What readers see, and what survives a crash.
+    let mut visible = Trees::new();
+    let mut durable = Trees::new();
     'session: loop {
-        let mut pending = committed.clone();
+        let mut pending = visible.clone();
         let mut txn = db.begin_write().unwrap();
         loop {
             let Some(op) = input.byte() else {
                 break 'session;
             };
-            match op % 16 {
+            match op % OPS {
                 0..=5 => {
                     let tree = TREES[usize::from(op / 16) % 2];
                     let (Some(key), Some(value)) = (input.key(), input.value()) else {
@@ -168,7 +187,8 @@ pub fn run(data: &[u8]) {
                 }
                 11..=12 => {
                     txn.commit().unwrap();
-                    committed = pending;
+                    visible = pending;
+                    durable = visible.clone();
                     break;
                 }
                 13 => {
@@ -179,9 +199,10 @@ pub fn run(data: &[u8]) {
                     drop(txn);
                     drop(db);
                     db = Database::open(Arc::new(device.clone())).unwrap();
+                    visible = durable.clone();
                     break;
                 }
-                _ => {
+                15 => {
                     // A commit with one failing device operation, then a crash.
                     let (Some(fail_at), Some(how)) = (input.byte(), input.byte()) else {
                         break 'session;
@@ -192,21 +213,82 @@ pub fn run(data: &[u8]) {
                     });
                     let succeeded = txn.commit().is_ok();
                     device.set_fault_plan(FaultPlan::default());
-                    let image = device.crash_points().pop().unwrap();
                     drop(db);
-                    device = match how % 3 {
-                        0 => image.lose_unsynced(NAME),
-                        1 => image.keep_unsynced(NAME),
-                        _ => image.torn(NAME, u64::from(how)),
-                    };
+                    device = crash(&device, how);
                     db = Database::open(Arc::new(device.clone())).unwrap();
                     let recovered = snapshot(&db);
                     if recovered == pending {
-                        committed = pending;
+                        durable = pending;
                     } else {
                         assert!(!succeeded, "a successful commit was lost");
-                        assert!(recovered == committed, "recovered state is neither commit");
+                        assert!(recovered == durable, "recovered state is neither commit");
                     }
+                    visible = durable.clone();
+                    db.check().unwrap();
+                    break;
+                }
+                16 => {
+                    let durable_id = db.durable_txn_id();
+                    txn.commit_unsynced().unwrap();
+                    assert_eq!(db.durable_txn_id(), durable_id);
+                    visible = pending;
+                    break;
+                }
+                17 => {
+                    // `sync` waits for the writer slot, so the transaction must end first.
+                    txn.abort();
+                    let newest = db.begin_read().unwrap().txn_id();
+                    assert_eq!(db.sync().unwrap(), newest);
+                    durable = visible.clone();
+                    break;
+                }
+                18 => {
+                    // A crash with no failure: unsynced commits are lost, nothing else.
+                    let Some(how) = input.byte() else {
+                        break 'session;
+                    };
+                    drop(txn);
+                    drop(db);
+                    device = crash(&device, how);
+                    db = Database::open(Arc::new(device.clone())).unwrap();
+                    assert!(snapshot(&db) == durable, "a crash lost a durable commit");
+                    visible = durable.clone();
+                    db.check().unwrap();
+                    break;
+                }
+                _ => {
+                    // One failing device operation in an unsynced commit or in a sync, then a
+                    // crash.
+                    let (Some(fail_at), Some(how)) = (input.byte(), input.byte()) else {
+                        break 'session;
+                    };
+                    let plan = FaultPlan {
+                        fail_mutation_after: Some(u64::from(fail_at % 8)),
+                        ..FaultPlan::default()
+                    };
+                    let synced = if fail_at & 0x80 == 0 {
+                        device.set_fault_plan(plan);
+                        let _ = txn.commit_unsynced();
+                        false
+                    } else {
+                        txn.commit_unsynced().unwrap();
+                        visible = pending.clone();
+                        device.set_fault_plan(plan);
+                        db.sync().is_ok()
+                    };
+                    device.set_fault_plan(FaultPlan::default());
+                    drop(db);
+                    device = crash(&device, how);
+                    db = Database::open(Arc::new(device.clone())).unwrap();
+                    let recovered = snapshot(&db);
+                    if synced {
+                        assert!(recovered == visible, "a successful sync was lost");
+                    } else if recovered != durable {
+                        assert!(fail_at & 0x80 != 0, "an unsynced commit survived a crash");
+                        assert!(recovered == visible, "recovered state is neither commit");
+                    }
+                    durable = recovered;
+                    visible = durable.clone();
                     db.check().unwrap();
                     break;
                 }
@@ -214,8 +296,16 @@ pub fn run(data: &[u8]) {
         }
     }
     assert!(
-        snapshot(&db) == committed,
-        "committed state differs from the model"
+        snapshot(&db) == visible,
+        "visible state differs from the model"
+    );
+    db.check().unwrap();
+    // A clean reopen shows the durable state.
+    drop(db);
+    let db = Database::open(Arc::new(device)).unwrap();
+    assert!(
+        snapshot(&db) == durable,
+        "durable state differs from the model"
     );
     db.check().unwrap();
 }
