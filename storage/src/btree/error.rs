@@ -17,8 +17,9 @@ pub enum Error {
         file: String,
         detail: String,
     },
-    /// An earlier commit failed part-way; write transactions are refused until the file is reopened,
-    /// because what reached the disk is unknown. Reads of the last good snapshot still work.
+    /// An earlier commit or sync failed part-way; write transactions, commits and syncs are
+    /// refused until the file is reopened, because what reached the disk is unknown. Reads of the
+    /// last published snapshot still work; reopening recovers the last durable commit.
     Poisoned {
         file: String,
         cause: String,
@@ -64,8 +65,8 @@ impl fmt::Display for Error {
             Error::Corrupt { file, detail } => write!(f, "{file}: corrupt B+tree file: {detail}"),
             Error::Poisoned { file, cause } => write!(
                 f,
-                "{file}: write transactions refused after a failed commit ({cause}); reopen the \
-                 database to recover the last committed state"
+                "{file}: writes refused after a failed write or sync ({cause}); reopen the \
+                 database to recover the last durable commit"
             ),
             Error::KeyTooLarge { len, max } => {
                 write!(f, "key of {len} bytes exceeds the limit of {max} bytes")
