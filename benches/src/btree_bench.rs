@@ -2,6 +2,10 @@
 //!
 //! Workloads (the issue's): load N keys (32 B) with 256 B values in commits of 1000 (batched
 //! inserts), random point gets, ordered range scans of 1000 keys, and single-insert commits.
+//! Then single-insert commits without durability, as the server applies Raft batches: Keelson's
+//! `commit_unsynced` beside redb's `Durability::None`, first back to back (then one sync making
+//! them all durable: Keelson's `Database::sync`, an empty `Durability::Immediate` commit in redb),
+//! then with a thread making them durable every `SYNC_INTERVAL` meanwhile, as the server does.
 //! Keelson's file is wrapped in a device that counts fdatasyncs, so the run also shows syncs per
 //! commit. Both engines are loaded side by side and the one that goes first alternates between
 //! workloads, so neither always runs on a warmer page cache.
@@ -14,7 +18,7 @@ use keelson_storage::io::{BlockDevice, FileDevice, Mapping};
 use redb::{ReadableDatabase, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const KEY_BYTES: usize = 32;
@@ -23,12 +27,15 @@ const BATCH_KEYS: usize = 1000;
 const SCAN_KEYS: usize = 1000;
 const TREE: &[u8] = b"bench";
 const REDB_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
+/// How often the server makes applied commits durable (etcd commits bbolt every 100 ms).
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 struct Options {
     keys: usize,
     gets: usize,
     scans: usize,
     single_commits: usize,
+    unsynced_commits: usize,
     dir: PathBuf,
     json: bool,
 }
@@ -39,6 +46,7 @@ fn parse_options() -> Options {
         gets: 1_000_000,
         scans: 2_000,
         single_commits: 500,
+        unsynced_commits: 20_000,
         dir: PathBuf::from("target/bench-data"),
         json: false,
     };
@@ -56,6 +64,11 @@ fn parse_options() -> Options {
                 options.single_commits = value("--single-commits")
                     .parse()
                     .expect("--single-commits N")
+            }
+            "--unsynced-commits" => {
+                options.unsynced_commits = value("--unsynced-commits")
+                    .parse()
+                    .expect("--unsynced-commits N")
             }
             "--dir" => options.dir = PathBuf::from(value("--dir")),
             "--json" => options.json = true,
@@ -130,12 +143,27 @@ struct Results {
     single_commit_us_p50: u64,
     single_commit_us_p99: u64,
     syncs_per_commit: Option<f64>,
+    unsynced_commits_per_s: f64,
+    unsynced_commit_us_p50: u64,
+    unsynced_commit_us_p99: u64,
+    /// The one sync that makes every unsynced commit durable.
+    sync_after_unsynced_ms: f64,
+    /// Unsynced commits with another thread syncing every `SYNC_INTERVAL`.
+    background_synced_commits_per_s: f64,
+    background_synced_commit_us_p99: u64,
+    /// The longest commit: whether the writer waited for a sync's fsyncs.
+    background_synced_commit_us_max: u64,
+    background_syncs: u64,
     file_bytes: u64,
 }
 
 /// The operations each engine provides to the workloads.
-trait Engine {
+trait Engine: Sync {
     fn insert_batch(&mut self, keys: std::ops::Range<u64>);
+    /// Commits the inserts visible but not durable.
+    fn insert_unsynced(&self, keys: std::ops::Range<u64>);
+    /// Makes every commit so far durable; safe to call from another thread.
+    fn make_durable(&self);
     fn get_all(&self, order: &[u64]) -> usize;
     fn scan(&self, starts: &[u64]) -> usize;
     fn file_bytes(&self) -> u64;
@@ -173,6 +201,18 @@ impl Engine for Keelson {
             txn.put(TREE, &key(i), &value(i)).expect("put");
         }
         txn.commit().expect("commit");
+    }
+
+    fn insert_unsynced(&self, keys: std::ops::Range<u64>) {
+        let mut txn = self.db.begin_write().expect("begin");
+        for i in keys {
+            txn.put(TREE, &key(i), &value(i)).expect("put");
+        }
+        txn.commit_unsynced().expect("commit unsynced");
+    }
+
+    fn make_durable(&self) {
+        self.db.sync().expect("sync");
     }
 
     fn get_all(&self, order: &[u64]) -> usize {
@@ -238,6 +278,26 @@ impl Engine for Redb {
         txn.commit().expect("commit");
     }
 
+    fn insert_unsynced(&self, keys: std::ops::Range<u64>) {
+        let mut txn = self.db.begin_write().expect("begin");
+        txn.set_durability(redb::Durability::None)
+            .expect("durability");
+        {
+            let mut table = txn.open_table(REDB_TABLE).expect("table");
+            for i in keys {
+                table.insert(&key(i)[..], &value(i)[..]).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+
+    /// redb makes earlier `Durability::None` commits durable with the next immediate commit; it
+    /// holds the single write transaction for the fsync.
+    fn make_durable(&self) {
+        let txn = self.db.begin_write().expect("begin");
+        txn.commit().expect("commit");
+    }
+
     fn get_all(&self, order: &[u64]) -> usize {
         let txn = self.db.begin_read().expect("begin read");
         let table = txn.open_table(REDB_TABLE).expect("table");
@@ -280,6 +340,7 @@ enum Phase {
     Gets,
     Scans,
     SingleCommits,
+    UnsyncedCommits,
 }
 
 /// Runs one workload on one engine, recording its result.
@@ -344,7 +405,56 @@ fn run_phase(
             }
             results.file_bytes = engine.file_bytes();
         }
+        Phase::UnsyncedCommits => {
+            let first = keys + options.single_commits as u64;
+            let count = options.unsynced_commits as u64;
+            let (per_s, latency) = unsynced_commits(engine, first..first + count);
+            results.unsynced_commits_per_s = per_s;
+            results.unsynced_commit_us_p50 = latency.value_at_quantile(0.50);
+            results.unsynced_commit_us_p99 = latency.value_at_quantile(0.99);
+            let started = Instant::now();
+            engine.make_durable();
+            results.sync_after_unsynced_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+            // The server's pattern: apply loop on this thread, durability on another.
+            let first = first + count;
+            let stop = AtomicBool::new(false);
+            let background_syncs = AtomicU64::new(0);
+            let shared: &dyn Engine = engine;
+            let (per_s, latency) = std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(SYNC_INTERVAL);
+                        shared.make_durable();
+                        background_syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                let measured = unsynced_commits(shared, first..first + count);
+                stop.store(true, Ordering::Relaxed);
+                measured
+            });
+            results.background_synced_commits_per_s = per_s;
+            results.background_synced_commit_us_p99 = latency.value_at_quantile(0.99);
+            results.background_synced_commit_us_max = latency.max();
+            results.background_syncs = background_syncs.load(Ordering::Relaxed);
+            engine.make_durable();
+        }
     }
+}
+
+/// One unsynced single-insert commit per key of `keys`; commits per second and the latencies.
+fn unsynced_commits(engine: &dyn Engine, keys: std::ops::Range<u64>) -> (f64, Histogram<u64>) {
+    let mut latency = Histogram::<u64>::new(3).expect("histogram");
+    let count = (keys.end - keys.start) as usize;
+    let started = Instant::now();
+    for i in keys {
+        let one = Instant::now();
+        engine.insert_unsynced(i..i + 1);
+        latency
+            .record(one.elapsed().as_micros() as u64)
+            .expect("record");
+    }
+    (per_second(count, started.elapsed()), latency)
 }
 
 fn main() {
@@ -361,7 +471,13 @@ fn main() {
     let mut redb = Redb::create(&redb_path);
     let mut keelson_results = Results::default();
     let mut redb_results = Results::default();
-    let phases = [Phase::Load, Phase::Gets, Phase::Scans, Phase::SingleCommits];
+    let phases = [
+        Phase::Load,
+        Phase::Gets,
+        Phase::Scans,
+        Phase::SingleCommits,
+        Phase::UnsyncedCommits,
+    ];
     for (number, phase) in phases.into_iter().enumerate() {
         // Alternate which engine goes first, so neither always runs on the warmer page cache.
         if number % 2 == 0 {
@@ -393,7 +509,7 @@ fn main() {
 }
 
 fn report(options: &Options, k: &Results, r: &Results) {
-    let rows: [(&str, f64, f64, bool); 7] = [
+    let rows: [(&str, f64, f64, bool); 14] = [
         (
             "batched inserts (keys/s, 1000 per commit)",
             k.load_keys_per_s,
@@ -431,6 +547,48 @@ fn report(options: &Options, k: &Results, r: &Results) {
             false,
         ),
         (
+            "unsynced single-insert commits (commits/s)",
+            k.unsynced_commits_per_s,
+            r.unsynced_commits_per_s,
+            true,
+        ),
+        (
+            "unsynced single-insert commit p50 (us)",
+            k.unsynced_commit_us_p50 as f64,
+            r.unsynced_commit_us_p50 as f64,
+            false,
+        ),
+        (
+            "unsynced single-insert commit p99 (us)",
+            k.unsynced_commit_us_p99 as f64,
+            r.unsynced_commit_us_p99 as f64,
+            false,
+        ),
+        (
+            "sync after the unsynced commits (ms)",
+            k.sync_after_unsynced_ms,
+            r.sync_after_unsynced_ms,
+            false,
+        ),
+        (
+            "unsynced commits, sync every 100 ms (c/s)",
+            k.background_synced_commits_per_s,
+            r.background_synced_commits_per_s,
+            true,
+        ),
+        (
+            "  same, commit p99 (us)",
+            k.background_synced_commit_us_p99 as f64,
+            r.background_synced_commit_us_p99 as f64,
+            false,
+        ),
+        (
+            "  same, longest commit (us)",
+            k.background_synced_commit_us_max as f64,
+            r.background_synced_commit_us_max as f64,
+            false,
+        ),
+        (
             "file size (MiB)",
             k.file_bytes as f64 / 1048576.0,
             r.file_bytes as f64 / 1048576.0,
@@ -463,4 +621,8 @@ fn report(options: &Options, k: &Results, r: &Results) {
     if let Some(syncs) = k.syncs_per_commit {
         println!("keelson fdatasyncs per single-insert commit: {syncs:.2}");
     }
+    println!(
+        "background syncs during the unsynced commits: keelson {}, redb {}",
+        k.background_syncs, r.background_syncs
+    );
 }
