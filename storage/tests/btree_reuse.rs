@@ -160,8 +160,8 @@ fn concurrent_readers_see_consistent_snapshots_on_a_real_file() {
 }
 
 /// The server's pattern on a real file: one thread applies unsynced commits in a loop (with an
-/// occasional durable commit), another calls `sync` in a loop, readers verify every snapshot they
-/// take. The writer never waits for a sync's fsyncs; pages still get reused; a clean reopen shows
+/// occasional durable commit), two others call `sync` in loops, readers verify every snapshot
+/// they take. The writer never waits for a sync's fsyncs; pages still get reused; a clean reopen shows
 /// exactly the last durable commit.
 #[test]
 fn unsynced_commits_with_a_concurrent_sync_loop_on_a_real_file() {
@@ -177,25 +177,28 @@ fn unsynced_commits_with_a_concurrent_sync_loop_on_a_real_file() {
     }
     txn.commit().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let syncer = {
-        let (db, stop) = (db.clone(), stop.clone());
-        std::thread::spawn(move || {
-            // Syncs that made something durable (most find nothing new and return at once).
-            let mut syncs = 0;
-            let mut last = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let newest = db.begin_read().unwrap().txn_id();
-                let durable = db.sync().unwrap();
-                assert!(durable >= newest && durable >= last, "sync went backwards");
-                assert!(db.durable_txn_id() >= durable);
-                if durable > last {
-                    syncs += 1;
+    // Two sync loops, so syncs also race each other (the server has one; `sync` allows more).
+    let syncers: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                // Syncs that made something durable (most find nothing new and return at once).
+                let mut syncs = 0;
+                let mut last = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let newest = db.begin_read().unwrap().txn_id();
+                    let durable = db.sync().unwrap();
+                    assert!(durable >= newest && durable >= last, "sync went backwards");
+                    assert!(db.durable_txn_id() >= durable);
+                    if durable > last {
+                        syncs += 1;
+                    }
+                    last = durable;
                 }
-                last = durable;
-            }
-            syncs
+                syncs
+            })
         })
-    };
+        .collect();
     let readers: Vec<_> = (0..2)
         .map(|_| {
             let (db, stop) = (db.clone(), stop.clone());
@@ -241,7 +244,7 @@ fn unsynced_commits_with_a_concurrent_sync_loop_on_a_real_file() {
         versions.push(version);
     }
     stop.store(true, Ordering::Relaxed);
-    let syncs = syncer.join().unwrap();
+    let syncs: u32 = syncers.into_iter().map(|s| s.join().unwrap()).sum();
     for reader in readers {
         assert!(reader.join().unwrap() > 0);
     }

@@ -25,6 +25,9 @@ impl Database {
     /// writer only while it writes the freelist (no sync); a `commit()` that wants to write its
     /// own meta meanwhile waits for this one's syncs. Safe to call from any thread, concurrently
     /// with a writer and with other `sync` calls. Any failure poisons the database.
+    ///
+    /// Never call it on a thread that holds a `WriteTxn`: it waits for the writer slot whenever
+    /// there is something to make durable.
     pub fn sync(&self) -> Result<u64, Error> {
         self.durability.check(&self.file)?;
         let durable = self.durability.txn_id();
