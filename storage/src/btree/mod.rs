@@ -81,6 +81,8 @@ pub struct Database {
     current: Mutex<Arc<Snapshot>>,
     /// The single writer slot (also taken briefly by `sync`).
     writer: Mutex<WriterState>,
+    /// One `sync` at a time (see `sync`).
+    sync_lock: Mutex<()>,
     durability: Durability,
 }
 
@@ -162,6 +164,7 @@ impl Database {
                 page_count: meta.page_count,
                 durable_meta: meta,
             }),
+            sync_lock: Mutex::new(()),
             durability: Durability::new(meta.txn_id, slot),
         })
     }

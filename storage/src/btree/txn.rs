@@ -832,7 +832,8 @@ impl<'db> WriteTxn<'db> {
                 self.freed
                     .extend(old.freelist..old.freelist + old.freelist_pages);
                 self.state
-                    .plan_freelist(&self.freed, &mut self.page_count, self.txn_id)
+                    .reserve_freelist(&self.freed, &mut self.page_count)
+                    .map(|run| run.encode(self.txn_id))
             }
         };
         self.state.grow_to(device, file, self.page_count)?;

@@ -35,17 +35,46 @@ pub(crate) struct FreelistRun {
     pub bytes: Vec<u8>,
 }
 
+/// A freelist run whose pages are allocated, with the ids it will list, not yet sorted.
+pub(crate) struct ReservedRun {
+    pub start: PageId,
+    pub pages: u64,
+    ids: Vec<PageId>,
+}
+
+impl ReservedRun {
+    /// Sorts the ids and encodes the run. The O(n log n) part of writing a freelist, which
+    /// `sync` does outside the writer slot.
+    pub fn encode(mut self, txn_id: u64) -> FreelistRun {
+        self.ids.sort_unstable();
+        debug_assert!(
+            self.ids.windows(2).all(|w| w[0] < w[1]),
+            "a page freed twice"
+        );
+        debug_assert!(
+            self.ids
+                .iter()
+                .all(|id| *id < self.start || *id >= self.start + self.pages),
+            "the freelist run lists itself"
+        );
+        FreelistRun {
+            start: self.start,
+            pages: self.pages,
+            bytes: freelist::encode(&self.ids, self.start, self.pages, txn_id),
+        }
+    }
+}
+
 impl WriterState {
-    /// Allocates and encodes the freelist run for a meta about to be made durable. It lists every
-    /// free and pending page plus `freed` (the pages that commit frees, which must include the run
-    /// it supersedes). Its own pages come from the free set or the high-water mark `page_count`;
-    /// they are sized first, since taking them can only shorten the list they hold.
-    pub fn plan_freelist(
+    /// Allocates the freelist run for a meta about to be made durable and gathers what it lists:
+    /// every free and pending page plus `freed` (the pages that commit frees, which must include
+    /// the run it supersedes). Its own pages come from the free set or the high-water mark
+    /// `page_count`; they are sized first, since taking them can only shorten the list they hold.
+    pub fn reserve_freelist(
         &mut self,
         freed: &[PageId],
         page_count: &mut u64,
-        txn_id: u64,
-    ) -> Option<FreelistRun> {
+    ) -> Option<ReservedRun> {
         let listed = self.pages.free.len() + self.pages.pending_len() + freed.len();
         if listed == 0 {
             return None;
@@ -56,19 +85,13 @@ impl WriterState {
             *page_count += pages;
             start
         });
-        let mut ids = self.unused_pages();
+        let mut ids = Vec::with_capacity(listed);
+        ids.extend(self.pages.free.iter().copied());
+        for (_, batch) in &self.pages.pending {
+            ids.extend(batch.iter().copied());
+        }
         ids.extend(freed.iter().copied());
-        ids.sort_unstable();
-        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]), "a page freed twice");
-        debug_assert!(
-            ids.iter().all(|id| *id < start || *id >= start + pages),
-            "the freelist run lists itself"
-        );
-        Some(FreelistRun {
-            start,
-            pages,
-            bytes: freelist::encode(&ids, start, pages, txn_id),
-        })
+        Some(ReservedRun { start, pages, ids })
     }
 
     /// Grows the file (doubling, at most `GROW_BYTES_MAX` at a time) if `page_count` pages do not
