@@ -1,0 +1,92 @@
+//! The Raft consensus core: raft-rs's state machine over an in-memory log, plus the ids etcd
+//! gives members and clusters.
+//!
+//! - [`storage`]: [`LogStore`], the `raft::Storage` raft-rs reads entries and state through.
+//! - [`ids`]: etcd's member and cluster id derivation.
+//!
+//! This module is pure: no I/O, no clock, no threads. The node (`crate::node`) ticks it, feeds
+//! it proposals, persists what its `Ready`s ask for to the WAL and applies committed entries.
+//! Nothing here may block or read the time: ticks are the only notion of time raft-rs gets.
+
+pub mod ids;
+pub mod storage;
+
+#[cfg(test)]
+mod tests;
+
+pub use raft::eraftpb::{ConfState, Entry, EntryType, HardState};
+pub use raft::{RawNode, StateRole};
+pub use storage::LogStore;
+
+use slog::Drain;
+
+/// Timing and identity of the local Raft member, in ticks.
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    pub id: u64,
+    /// Ticks without a heartbeat before a follower campaigns (etcd: election / heartbeat ms).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats (etcd: always 1).
+    pub heartbeat_ticks: usize,
+    /// The last index applied to the state machine (the B+tree's consistent index).
+    pub applied: u64,
+}
+
+/// Largest total size of entries in one append message, as etcd's `maxSizePerMsg` (1 MiB).
+pub const MAX_SIZE_PER_MSG: u64 = 1 << 20;
+/// Appends in flight to one follower, as etcd's `maxInflightMsgs`.
+pub const MAX_INFLIGHT_MSGS: usize = 4096 / 8;
+
+/// The raft-rs configuration for `settings`, with etcd's choices: pre-vote and check-quorum on.
+pub fn config(settings: &RaftSettings) -> raft::Config {
+    raft::Config {
+        id: settings.id,
+        election_tick: settings.election_ticks,
+        heartbeat_tick: settings.heartbeat_ticks,
+        applied: settings.applied,
+        max_size_per_msg: MAX_SIZE_PER_MSG,
+        max_inflight_msgs: MAX_INFLIGHT_MSGS,
+        check_quorum: true,
+        pre_vote: true,
+        ..raft::Config::default()
+    }
+}
+
+/// A raw node over `store` (which holds the restored hard state, voters and entries).
+pub fn raw_node(
+    settings: &RaftSettings,
+    store: LogStore,
+    logger: &slog::Logger,
+) -> raft::Result<RawNode<LogStore>> {
+    RawNode::new(&config(settings), store, logger)
+}
+
+/// A logger that drops everything (tests, quiet servers).
+pub fn discard_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// A logger that writes raft-rs's messages at `min` and above to stderr, one line each.
+pub fn stderr_logger(min: slog::Level) -> slog::Logger {
+    slog::Logger::root(StderrDrain { min }.fuse(), slog::o!())
+}
+
+struct StderrDrain {
+    min: slog::Level,
+}
+
+impl Drain for StderrDrain {
+    type Ok = ();
+    type Err = std::io::Error;
+
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        _values: &slog::OwnedKVList,
+    ) -> Result<(), std::io::Error> {
+        if record.level().is_at_least(self.min) {
+            eprintln!("raft {}: {}", record.level().as_short_str(), record.msg());
+        }
+        Ok(())
+    }
+}
