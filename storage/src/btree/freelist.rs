@@ -1,11 +1,13 @@
 //! Free-page bookkeeping: which pages may be reused now, which wait for readers, and the freelist
 //! run that persists both with every commit.
 //!
-//! In memory a page freed by transaction `N` waits in `pending` until no reader older than `N` is
-//! open; only then can a writer overwrite it. On disk the distinction is moot (no reader survives
-//! a restart), so a commit persists one sorted list: the free pages, the pending pages, and the
-//! pages it freed itself. That list is written into fresh pages like any other COW state and
-//! referenced from the meta, so a crash before the meta is durable leaves the old list in force.
+//! In memory a page freed by transaction `N` waits in `pending` until a commit at least as new as
+//! `N` is durable and no reader older than `N` is open; only then can a writer overwrite it. On
+//! disk the distinction is moot (no reader survives a restart), so each durable meta (a durable
+//! commit, or a sync making an unsynced commit durable) comes with one sorted list: the free
+//! pages, the pending pages, and the pages that commit freed itself. That list is written into
+//! fresh pages like any other COW state and referenced from the meta, so a crash before the meta
+//! is durable leaves the old list in force. Unsynced commits write no list.
 
 use super::page::*;
 use std::collections::{BTreeSet, VecDeque};
@@ -19,7 +21,8 @@ pub struct FreePages {
 }
 
 impl FreePages {
-    /// Moves to `free` every pending batch freed by a transaction no open reader predates.
+    /// Moves to `free` every pending batch freed by a transaction no later than `oldest_reader_txn_id`
+    /// (the caller passes the older of the oldest open snapshot and the newest durable commit).
     pub fn release(&mut self, oldest_reader_txn_id: u64) {
         while let Some((txn_id, _)) = self.pending.front() {
             if *txn_id > oldest_reader_txn_id {

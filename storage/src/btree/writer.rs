@@ -1,9 +1,10 @@
 //! The state behind the single writer slot: free pages, published snapshots, the file's size and
 //! high-water mark, and the meta most recently handed over to be made durable.
 //!
-//! `Database::sync` also takes this slot, briefly, to write the freelist of the commit it makes
-//! durable: the freelist describes the free set at one commit, and only a holder of the slot sees
-//! the free set at a commit rather than in the middle of a transaction.
+//! `Database::sync` also takes this slot, briefly, to allocate the freelist run of the commit it
+//! makes durable and copy the ids it lists: the freelist describes the free set at one commit,
+//! and only a holder of the slot sees the free set at a commit rather than in the middle of a
+//! transaction. Sorting, encoding and writing the run happen after the slot is released.
 
 use super::Snapshot;
 use super::error::Error;
