@@ -163,8 +163,8 @@ fn concurrent_readers_see_consistent_snapshots_on_a_real_file() {
 
 /// The server's pattern on a real file: one thread applies unsynced commits in a loop (with an
 /// occasional durable commit), two others call `sync` in loops, readers verify every snapshot
-/// they take. The writer never waits for a sync's fsyncs; pages still get reused; a clean reopen shows
-/// exactly the last durable commit.
+/// they take. Pages still get reused; a clean reopen shows exactly the last durable commit. (That
+/// the writer does not wait for a sync's fsyncs is shown deterministically further down.)
 #[test]
 fn unsynced_commits_with_a_concurrent_sync_loop_on_a_real_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,8 +21,9 @@ pub struct FreePages {
 }
 
 impl FreePages {
-    /// Moves to `free` every pending batch freed by a transaction no later than `oldest_reader_txn_id`
-    /// (the caller passes the older of the oldest open snapshot and the newest durable commit).
+    /// Moves to `free` every pending batch freed by a transaction no later than
+    /// `oldest_reader_txn_id` (the caller passes the older of the oldest open snapshot and the
+    /// newest durable commit).
     pub fn release(&mut self, oldest_reader_txn_id: u64) {
         while let Some((txn_id, _)) = self.pending.front() {
             if *txn_id > oldest_reader_txn_id {
