@@ -218,8 +218,10 @@ impl Database {
     /// Verifies the whole newest snapshot: structure, order, checksums, and page accounting
     /// against the writer's free and pending pages and the live freelist run (which must list
     /// exactly those pages when the newest commit is the one it was written for). Waits for a
-    /// write transaction in progress; never call it while holding one.
+    /// write transaction or a `sync` in progress; never call it while holding a `WriteTxn`.
     pub fn check(&self) -> Result<CheckReport, Error> {
+        // No sync in flight either: one may have allocated the live run without writing it yet.
+        let _no_sync = self.sync_lock.lock();
         let state = self.writer.lock();
         let newest = self.current.lock().clone();
         // A fresh map: the newest snapshot's may predate the file growth and freelist run of a

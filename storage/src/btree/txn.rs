@@ -763,8 +763,8 @@ impl<'db> WriteTxn<'db> {
     /// from their own log, so the apply path pays no fsync.
     ///
     /// Pages this commit frees are reused only after it is durable (and no older reader remains),
-    /// so a file that is never synced grows. If a write fails, the database is poisoned as for
-    /// `commit`.
+    /// so a file that is never synced grows. Dropping the `Database` does not sync: a reopen shows
+    /// the last durable commit. If a write fails, the database is poisoned as for `commit`.
     pub fn commit_unsynced(self) -> Result<(), Error> {
         self.finish(CommitKind::Deferred)
     }
