@@ -161,6 +161,9 @@ fn concurrent_readers_see_consistent_snapshots_on_a_real_file() {
     db.check().unwrap();
 }
 
+/// How many snapshots reader 0 verifies between two `check()` calls.
+const CHECK_EVERY: u64 = 16;
+
 /// The server's pattern on a real file: one thread applies unsynced commits in a loop (with an
 /// occasional durable commit), two others call `sync` in loops, readers verify every snapshot
 /// they take. Pages still get reused; a clean reopen shows exactly the last durable commit. (That
@@ -201,12 +204,20 @@ fn unsynced_commits_with_a_concurrent_sync_loop_on_a_real_file() {
             })
         })
         .collect();
+    // Reader 0 also runs `check()` now and then: its accounting must hold between any two
+    // commits, whatever the syncs are doing.
     let readers: Vec<_> = (0..2)
-        .map(|_| {
+        .map(|reader| {
             let (db, stop) = (db.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut last_txn = 0;
-                while !stop.load(Ordering::Relaxed) {
+                for round in 0u64.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if reader == 0 && round % CHECK_EVERY == 0 {
+                        db.check().unwrap();
+                    }
                     let read = db.begin_read().unwrap();
                     assert!(read.txn_id() >= last_txn, "snapshots went backwards");
                     last_txn = read.txn_id();
