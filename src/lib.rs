@@ -5,3 +5,4 @@
 pub mod config;
 pub mod errors;
 pub mod raft;
+pub mod server;

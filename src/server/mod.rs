@@ -1,0 +1,47 @@
+//! What the server does with a request, independent of how it arrived or how it was made
+//! durable: the write requests that go through Raft, their responses, and the etcd semantics of
+//! applying them to the MVCC store.
+//!
+//! - [`apply`]: applies one [`WriteRequest`] to a [`StoreWrite`](keelson_storage::mvcc::StoreWrite)
+//!   (etcd's `applierV3`): Put, DeleteRange, Txn (compares, branches, nested txns), Compaction.
+//! - [`range`]: etcd's server-level Range over a store view or inside a write (sort, filters,
+//!   limit and `more`, keys_only, count_only).
+//!
+//! Requests are validated before they are proposed ([`apply::validate`]): a request that reaches
+//! the log is applied whole or, for errors only known at apply time (lease not found, compacted
+//! revision), not at all. Nothing is ever half-applied.
+
+pub mod apply;
+pub mod error;
+pub mod range;
+pub mod txn;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::Error;
+
+use keelson_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, TxnRequest, TxnResponse,
+};
+
+/// A request that changes state, so it goes through the Raft log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteRequest {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compaction(CompactionRequest),
+}
+
+/// The response to a [`WriteRequest`], of the matching kind. Its header carries the revision;
+/// the caller fills in cluster id, member id and raft term.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteResponse {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
