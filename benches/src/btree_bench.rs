@@ -217,9 +217,11 @@ impl Engine for Keelson {
 
     fn get_all(&self, order: &[u64]) -> usize {
         let txn = self.db.begin_read().expect("begin read");
+        // Resolve the tree once, as redb's side opens its table once.
+        let tree = txn.tree(TREE).expect("tree");
         let mut found = 0;
         for &i in order {
-            if let Some(v) = txn.get(TREE, &key(i)).expect("get") {
+            if let Some(v) = tree.get(&key(i)).expect("get") {
                 found += v.len();
             }
         }
@@ -228,14 +230,11 @@ impl Engine for Keelson {
 
     fn scan(&self, starts: &[u64]) -> usize {
         let txn = self.db.begin_read().expect("begin read");
+        let tree = txn.tree(TREE).expect("tree");
         let mut seen = 0;
         for &i in starts {
             let start = key(i);
-            for entry in txn
-                .range(TREE, &start[..]..)
-                .expect("range")
-                .take(SCAN_KEYS)
-            {
+            for entry in tree.range(&start[..]..).take(SCAN_KEYS) {
                 let (k, v) = entry.expect("scan");
                 seen += k.len() + v.len();
             }

@@ -50,7 +50,7 @@ pub use page::{
     FORMAT_VERSION, GROW_BYTES_MAX, INLINE_ENTRY_BYTES_MAX, KEY_BYTES_MAX, PAGE_BYTES,
     PAGE_HEADER_BYTES, PageId, TREE_DEPTH_MAX, VALUE_BYTES_MAX,
 };
-pub use txn::{ReadTxn, WriteTxn};
+pub use txn::{ReadTxn, Tree, WriteTxn};
 
 use crate::io::{BlockDevice, FileDevice, Mapping};
 use cursor::View;

@@ -35,6 +35,44 @@ fn puts_are_visible_to_the_writer_and_after_commit_to_readers() {
 }
 
 #[test]
+fn a_tree_handle_reads_like_the_transaction() {
+    let (_, db) = memory_db();
+    let mut txn = db.begin_write().unwrap();
+    txn.create_tree(b"t").unwrap();
+    for i in 0..500 {
+        txn.put(b"t", &key(i), &key(i * 2)).unwrap();
+    }
+    txn.commit().unwrap();
+    let read = db.begin_read().unwrap();
+    let tree = read.tree(b"t").unwrap();
+    for i in [0, 1, 250, 499, 500] {
+        assert_eq!(tree.get(&key(i)).unwrap(), read.get(b"t", &key(i)).unwrap());
+    }
+    let from_handle: Vec<_> = tree
+        .range(&key(10)[..]..&key(20)[..])
+        .rev()
+        .map(|e| e.unwrap())
+        .collect();
+    let from_txn: Vec<_> = read
+        .range(b"t", &key(10)[..]..&key(20)[..])
+        .unwrap()
+        .rev()
+        .map(|e| e.unwrap())
+        .collect();
+    assert_eq!(from_handle, from_txn);
+    assert_eq!(from_handle.len(), 10);
+    let mut cursor = tree.cursor();
+    assert_eq!(
+        cursor.last().unwrap().map(|(k, _)| k.to_vec()),
+        Some(key(499))
+    );
+    assert!(matches!(
+        read.tree(b"missing"),
+        Err(Error::TreeNotFound { .. })
+    ));
+}
+
+#[test]
 fn many_keys_split_and_merge_and_stay_ordered() {
     let (_, db) = memory_db();
     let count = 5000;

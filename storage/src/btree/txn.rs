@@ -80,6 +80,29 @@ pub(crate) fn decode_root(view: &View<'_>, value: &[u8]) -> Result<PageId, Error
     Ok(u64::from_le_bytes(bytes))
 }
 
+/// One tree of a [`ReadTxn`], its root resolved: reads through it skip the catalog.
+#[derive(Clone, Copy)]
+pub struct Tree<'a> {
+    view: View<'a>,
+    root: PageId,
+}
+
+impl<'a> Tree<'a> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<&'a [u8]>, Error> {
+        self.view.get(self.root, key)
+    }
+
+    /// Entries within `bounds`, in key order from either end.
+    pub fn range<'k>(&self, bounds: impl RangeBounds<&'k [u8]>) -> Range<'a> {
+        let (lower, upper) = owned_bounds(&bounds);
+        Range::new(self.view, self.root, lower, upper)
+    }
+
+    pub fn cursor(&self) -> Cursor<'a> {
+        Cursor::new(self.view, self.root)
+    }
+}
+
 /// A consistent snapshot of every tree as of one commit. Holding it pins the pages it can see;
 /// it never blocks the writer. `Send + 'static`, so it can move between threads.
 pub struct ReadTxn {
@@ -120,6 +143,15 @@ impl ReadTxn {
     pub fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<&[u8]>, Error> {
         let root = self.root(tree)?;
         self.view().get(root, key)
+    }
+
+    /// A handle on one tree with its root looked up once, for many reads of the same tree (each
+    /// `get` by name pays a catalog lookup first).
+    pub fn tree(&self, tree: &[u8]) -> Result<Tree<'_>, Error> {
+        Ok(Tree {
+            view: self.view(),
+            root: self.root(tree)?,
+        })
     }
 
     /// Entries of `tree` within `bounds`, in key order from either end.

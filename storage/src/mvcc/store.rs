@@ -19,7 +19,7 @@
 use super::index::{FoundKey, Index, KeyRange};
 use super::kv::{self, KeyValue, KeyValueRef};
 use super::revision::{REVISION_BYTES, Revision};
-use crate::btree::{self, Database, ReadTxn, WriteTxn};
+use crate::btree::{self, Database, ReadTxn, Tree, WriteTxn};
 use crate::schema;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::HashSet;
@@ -168,19 +168,21 @@ pub struct Store {
     poisoned: AtomicBool,
 }
 
-/// Reads from whichever transaction a range runs in.
-trait TreeRead {
-    fn get_record(&self, key: &[u8]) -> std::result::Result<Option<&[u8]>, btree::Error>;
+/// Reads key-tree records from whichever transaction a range runs in, returning slices that live
+/// as long as that transaction (`'t`).
+trait TreeRead<'t> {
+    fn get_record(&self, key: &[u8]) -> std::result::Result<Option<&'t [u8]>, btree::Error>;
 }
 
-impl TreeRead for ReadTxn {
-    fn get_record(&self, key: &[u8]) -> std::result::Result<Option<&[u8]>, btree::Error> {
-        self.get(schema::TREE_KEY, key)
+/// A reader's key tree, its root resolved once per range rather than once per record.
+impl<'t> TreeRead<'t> for Tree<'t> {
+    fn get_record(&self, key: &[u8]) -> std::result::Result<Option<&'t [u8]>, btree::Error> {
+        self.get(key)
     }
 }
 
-impl TreeRead for WriteTxn<'_> {
-    fn get_record(&self, key: &[u8]) -> std::result::Result<Option<&[u8]>, btree::Error> {
+impl<'t> TreeRead<'t> for &'t WriteTxn<'_> {
+    fn get_record(&self, key: &[u8]) -> std::result::Result<Option<&'t [u8]>, btree::Error> {
         self.get(schema::TREE_KEY, key)
     }
 }
@@ -205,7 +207,7 @@ fn resolve_rev(rev: i64, current_rev: i64, compact_rev: i64) -> Result<i64> {
 
 /// Reads the records of `found` keys from the key tree.
 fn read_records<'t>(
-    tree: &'t impl TreeRead,
+    tree: &impl TreeRead<'t>,
     found: &[FoundKey<'_>],
 ) -> Result<Vec<KeyValueRef<'t>>> {
     let mut kvs = Vec::with_capacity(found.len());
@@ -224,7 +226,7 @@ fn read_records<'t>(
 }
 
 fn range_in<'t>(
-    tree: &'t impl TreeRead,
+    tree: &impl TreeRead<'t>,
     index: &Index,
     range: KeyRange<'_>,
     options: RangeOptions,
@@ -370,7 +372,7 @@ impl Store {
             return Err(Error::StaleView);
         }
         range_in(
-            &view.txn,
+            &view.txn.tree(schema::TREE_KEY)?,
             &index,
             range,
             options,
@@ -505,7 +507,7 @@ impl<'s> StoreWrite<'s> {
     pub fn range(&self, range: KeyRange<'_>, options: RangeOptions) -> Result<RangeResult<'_>> {
         let index = self.store.index.read();
         range_in(
-            self.txn_ref(),
+            &self.txn_ref(),
             &index,
             range,
             options,
