@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod errors;
+pub mod node;
 pub mod raft;
 pub mod server;

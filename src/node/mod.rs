@@ -1,0 +1,330 @@
+//! The node: the one thread that owns Raft, the WAL and the write side of the MVCC store, and the
+//! handle other threads use to talk to it.
+//!
+//! - [`actor`]: the loop on a pinned glommio executor (proposals, ticks, `Ready`s, persistence,
+//!   apply, replies).
+//! - [`codec`]: the bytes of an entry carrying a write request.
+//! - [`members`]: the member and cluster ids and the member list, stored in the B+tree.
+//! - [`durability`]: the background B+tree sync that lets the WAL release old segments.
+//!
+//! Everything outside the node reaches it through [`NodeHandle`]: requests travel over a bounded
+//! channel, replies over oneshots, so gRPC threads on any runtime can await them. Readers use
+//! [`NodeHandle::store`] directly (views are lock-free snapshots). Nothing here serves gRPC or
+//! decides apply semantics (`crate::server::apply` does).
+
+pub mod actor;
+pub mod codec;
+pub mod durability;
+pub mod members;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::Config;
+use crate::errors::EtcdError;
+use crate::server::{WriteRequest, WriteResponse};
+use futures::channel::oneshot;
+use keelson_storage::mvcc::Store;
+use parking_lot::Mutex;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Requests waiting for the node; senders wait (backpressure) once it is full.
+pub const INBOX_CAPACITY: usize = 4096;
+/// How often the background thread makes the B+tree durable.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the node needs from the server configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// Where the WAL segments live (`<data dir>/member/wal` unless `--wal-dir`).
+    pub wal_dir: PathBuf,
+    /// Advertised peer URLs (they determine the member id on first start).
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub initial_cluster_token: String,
+    /// etcd's `--snapshot-count`: applied entries between WAL snapshot markers, at most.
+    pub snapshot_count: u64,
+    /// One Raft tick (`--heartbeat-interval`).
+    pub tick_interval: Duration,
+    /// Ticks without a leader before an election (`--election-timeout` / heartbeat).
+    pub election_ticks: usize,
+    /// WAL segments kept when releasing (`--max-wals`; 0 keeps every one).
+    pub max_wals: usize,
+    /// Core the node thread is pinned to; `None`: not pinned.
+    pub node_core: Option<usize>,
+    /// How often the B+tree is made durable in the background.
+    pub sync_interval: Duration,
+    /// Size of each WAL segment.
+    pub wal_segment_bytes: u64,
+    /// Requests in the inbox before senders wait.
+    pub inbox_capacity: usize,
+    /// Route raft-rs's log to stderr at this level; `None` drops it.
+    pub raft_log_level: Option<slog::Level>,
+}
+
+impl NodeConfig {
+    /// The node configuration of a parsed server configuration. The node core defaults to the
+    /// last core of the machine, leaving the others to gRPC.
+    pub fn from_config(config: &Config) -> NodeConfig {
+        let data_dir = PathBuf::from(&config.data_dir);
+        let wal_dir = match &config.wal_dir {
+            Some(dir) => PathBuf::from(dir),
+            None => data_dir.join(keelson_storage::schema::WAL_DIR),
+        };
+        let heartbeat_ms = config.heartbeat_interval.as_millis().max(1);
+        let election_ticks = (config.election_timeout.as_millis() / heartbeat_ms).max(2) as usize;
+        let max_wals = if config.max_wals == 0 {
+            usize::MAX
+        } else {
+            config.max_wals as usize
+        };
+        let last_core = std::thread::available_parallelism()
+            .map(|n| n.get() - 1)
+            .unwrap_or(0);
+        let raft_log_level = match config.log_level {
+            crate::config::LogLevel::Debug => Some(slog::Level::Debug),
+            crate::config::LogLevel::Info => Some(slog::Level::Info),
+            crate::config::LogLevel::Warn => Some(slog::Level::Warning),
+            _ => Some(slog::Level::Error),
+        };
+        NodeConfig {
+            name: config.name.clone(),
+            data_dir,
+            wal_dir,
+            peer_urls: config
+                .initial_advertise_peer_urls
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
+            client_urls: config
+                .advertise_client_urls
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
+            initial_cluster_token: config.initial_cluster_token.clone(),
+            snapshot_count: config.snapshot_count,
+            tick_interval: config.heartbeat_interval,
+            election_ticks,
+            max_wals,
+            node_core: Some(config.node_core.unwrap_or(last_core)),
+            sync_interval: SYNC_INTERVAL,
+            wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
+            inbox_capacity: INBOX_CAPACITY,
+            raft_log_level,
+        }
+    }
+
+    /// A configuration for a node in `data_dir` with etcd's defaults, unpinned and quiet.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> NodeConfig {
+        let data_dir = data_dir.into();
+        NodeConfig {
+            name: crate::config::NAME_DEFAULT.to_string(),
+            wal_dir: data_dir.join(keelson_storage::schema::WAL_DIR),
+            data_dir,
+            peer_urls: vec![crate::config::PEER_URL_DEFAULT.to_string()],
+            client_urls: vec![crate::config::CLIENT_URL_DEFAULT.to_string()],
+            initial_cluster_token: crate::config::INITIAL_CLUSTER_TOKEN_DEFAULT.to_string(),
+            snapshot_count: crate::config::SNAPSHOT_COUNT_DEFAULT,
+            tick_interval: Duration::from_millis(crate::config::HEARTBEAT_INTERVAL_MS_DEFAULT),
+            election_ticks: (crate::config::ELECTION_TIMEOUT_MS_DEFAULT
+                / crate::config::HEARTBEAT_INTERVAL_MS_DEFAULT)
+                as usize,
+            max_wals: crate::config::MAX_WALS_DEFAULT as usize,
+            node_core: None,
+            sync_interval: SYNC_INTERVAL,
+            wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
+            inbox_capacity: INBOX_CAPACITY,
+            raft_log_level: None,
+        }
+    }
+}
+
+/// Why the node could not start (or stopped).
+#[derive(Debug)]
+pub enum NodeError {
+    /// The B+tree or the MVCC store failed to open or write.
+    Storage(String),
+    /// The WAL failed to open or replay (corruption names the file and offset).
+    Wal(String),
+    /// The WAL and the B+tree disagree (e.g. the B+tree applied past the end of the log).
+    Inconsistent(String),
+    /// Raft refused the restored state.
+    Raft(String),
+    /// The node thread could not be started or died.
+    Thread(String),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Storage(why) => write!(f, "storage: {why}"),
+            NodeError::Wal(why) => write!(f, "{why}"),
+            NodeError::Inconsistent(why) => write!(f, "data dir inconsistent: {why}"),
+            NodeError::Raft(why) => write!(f, "raft: {why}"),
+            NodeError::Thread(why) => write!(f, "node thread: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// A member as `MemberList` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+/// What `Status` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// The leader's member id; 0 when there is none.
+    pub leader: u64,
+    pub raft_term: u64,
+    /// The last index in the Raft log.
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    /// Bytes of the B+tree file.
+    pub db_size: u64,
+    /// Bytes of the B+tree in use (the file size until the B+tree reports free pages).
+    pub db_size_in_use: u64,
+}
+
+/// A message to the node thread.
+pub(crate) enum Command {
+    Propose {
+        request: WriteRequest,
+        reply: oneshot::Sender<Result<WriteResponse, EtcdError>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<(), EtcdError>>,
+    },
+    /// Finish what is in flight, sync, exit.
+    Stop,
+    /// Tests: exit at once, without the final B+tree sync (a crash as far as the B+tree knows).
+    #[cfg(test)]
+    Abort,
+}
+
+/// State the node thread publishes for every handle.
+pub(crate) struct Shared {
+    pub inbox: flume::Sender<Command>,
+    pub store: Arc<Store>,
+    pub status: Mutex<NodeStatus>,
+    pub members: Mutex<Vec<MemberInfo>>,
+    pub db_path: PathBuf,
+    /// Set when a WAL or B+tree sync failed: no write is accepted or acknowledged again.
+    pub poisoned: AtomicBool,
+    pub thread: Mutex<Option<glommio::ExecutorJoinHandle<()>>>,
+}
+
+impl Shared {
+    pub fn poison(&self, why: &str) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            eprintln!("keelson node: poisoned, refusing writes: {why}");
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+}
+
+/// The way into a running node. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// Opens the data dir, replays the WAL, elects this single voter and applies everything
+/// committed, on a new thread pinned to `config.node_core`. Returns once the node serves.
+pub fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    let shared = actor::spawn(config)?;
+    Ok(NodeHandle { shared })
+}
+
+impl NodeHandle {
+    /// Proposes `request` and resolves with its response once it is committed (durable in the
+    /// WAL) and applied. The header carries cluster id, member id, revision and raft term.
+    pub async fn propose(&self, request: WriteRequest) -> Result<WriteResponse, EtcdError> {
+        if self.shared.is_poisoned() {
+            return Err(EtcdError::Stopped);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .inbox
+            .send_async(Command::Propose { request, reply })
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        answer.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Linearizable barrier: resolves once the applied index reaches the commit index the leader
+    /// had when the call arrived (raft-rs's ReadIndex).
+    pub async fn read_index(&self) -> Result<(), EtcdError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .inbox
+            .send_async(Command::ReadIndex { reply })
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        answer.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let mut status = *self.shared.status.lock();
+        let size = std::fs::metadata(&self.shared.db_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        status.db_size = size;
+        status.db_size_in_use = size;
+        status
+    }
+
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.shared.members.lock().clone()
+    }
+
+    /// Stops accepting, finishes what is in flight, syncs the B+tree and joins the node thread.
+    pub fn stop(self) {
+        self.finish(Command::Stop);
+    }
+
+    /// Tests: ends the node thread without its final B+tree sync.
+    #[cfg(test)]
+    pub(crate) fn abort(self) {
+        self.finish(Command::Abort);
+    }
+
+    fn finish(self, command: Command) {
+        // A send error means the thread is already gone; joining still reaps it.
+        let _ = self.shared.inbox.send(command);
+        let thread = self.shared.thread.lock().take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
