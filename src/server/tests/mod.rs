@@ -3,6 +3,8 @@
 //! etcdctl or its JSON gateway.
 
 mod range;
+mod txn;
+mod validate;
 mod write;
 
 use super::apply::{Applied, LeaseLookup, apply};
