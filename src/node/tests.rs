@@ -349,3 +349,35 @@ fn handle_and_its_futures_cross_threads() {
     drop((propose, read));
     node.stop();
 }
+
+#[test]
+fn corrupt_wal_refuses_to_start_naming_file_and_offset() {
+    /// A byte inside the log, well before its end, so a crash cannot explain it.
+    const CORRUPT_AT: u64 = 4096 + 100;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let node = start(config(dir.path())).unwrap();
+    concurrent_puts(&node, &rt);
+    node.stop();
+    let wal_dir = dir.path().join(keelson_storage::schema::WAL_DIR);
+    let segment = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with(keelson_storage::wal::SEGMENT_SUFFIX)
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[CORRUPT_AT as usize] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+    let error = start(config(dir.path())).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, NodeError::Wal(_)), "{message}");
+    let name = segment.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        message.contains("corrupt") && message.contains(&name),
+        "{message}"
+    );
+    assert!(message.contains("offset"), "{message}");
+}
