@@ -66,3 +66,29 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_revision_errors_reach_the_client() {
+        assert!(matches!(
+            Error::from_store(store::Error::Compacted),
+            Error::Etcd(EtcdError::Compacted)
+        ));
+        assert!(matches!(
+            Error::from_store(store::Error::FutureRev),
+            Error::Etcd(EtcdError::FutureRev)
+        ));
+        for fatal in [
+            store::Error::Corrupt("bad record".into()),
+            store::Error::Poisoned,
+            store::Error::StaleView,
+        ] {
+            let error = Error::from_store(fatal);
+            assert!(matches!(error, Error::Fatal(_)));
+            assert_eq!(error.etcd(), None);
+        }
+    }
+}

@@ -6,10 +6,14 @@
 //!   (etcd's `applierV3`): Put, DeleteRange, Txn (compares, branches, nested txns), Compaction.
 //! - [`range`]: etcd's server-level Range over a store view or inside a write (sort, filters,
 //!   limit and `more`, keys_only, count_only).
+//! - [`txn`]: a txn's compares and the branch each (nested) txn takes.
+//! - [`validate`]: the stateless checks etcd makes before proposing ([`apply::validate`]).
+//! - [`error`]: [`Error`], an etcd error for the client or a fatal store failure for the node.
 //!
 //! Requests are validated before they are proposed ([`apply::validate`]): a request that reaches
 //! the log is applied whole or, for errors only known at apply time (lease not found, compacted
-//! revision), not at all. Nothing is ever half-applied.
+//! revision), not at all. Nothing is ever half-applied. A store failure is never an etcd error:
+//! it is [`Error::Fatal`], and the node stops applying (see [`error`]).
 
 pub mod apply;
 pub mod error;
