@@ -41,6 +41,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::task::Poll;
 
+/// Bytes of a WAL entry body besides its data: type, index and term.
+const ENTRY_BODY_FIXED_BYTES: usize = 1 + 8 + 8;
+
 /// A WAL write in flight: the number of the `Ready` it persists, and its outcome.
 type Persist = LocalBoxFuture<'static, (u64, Result<(), WalError>)>;
 
@@ -170,6 +173,8 @@ struct Node {
     unwritten_marker: Option<wal::SnapshotMarker>,
     /// The `Ready` number whose append carries a marker, and the marker's index.
     marker_in_flight: Option<(u64, u64)>,
+    /// Largest entry data a WAL record can hold.
+    entry_data_max: usize,
     /// Set while a segment release runs (releases must not overlap).
     releasing: Rc<Cell<bool>>,
     applied: u64,
@@ -202,6 +207,7 @@ impl Node {
             segment_bytes: config.wal_segment_bytes,
             segments_kept: config.max_wals.max(1),
         };
+        let entry_data_max = wal_config.record_body_max() - ENTRY_BODY_FIXED_BYTES;
         let (wal, report) = Wal::open(dir, wal_config).await.map_err(wal_error)?;
         if let Some(torn) = &report.torn_tail {
             eprintln!(
@@ -301,6 +307,7 @@ impl Node {
             syncer,
             marker_index: marker.index,
             unwritten_marker: None,
+            entry_data_max,
             marker_in_flight: None,
             releasing: Rc::new(Cell::new(false)),
             applied,
@@ -452,6 +459,11 @@ impl Node {
         let id = self.next_request_id;
         self.next_request_id += 1;
         let data = codec::encode(id, &request);
+        if data.len() > self.entry_data_max {
+            // The WAL would refuse the record, which must never happen to a proposed entry.
+            let _ = reply.send(Err(EtcdError::RequestTooLarge));
+            return;
+        }
         match self.raw.propose(Vec::new(), data) {
             Ok(()) => {
                 self.waiters.insert(id, reply);

@@ -48,7 +48,8 @@ pub struct NodeConfig {
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub initial_cluster_token: String,
-    /// etcd's `--snapshot-count`: applied entries between WAL snapshot markers, at most.
+    /// etcd's `--snapshot-count`. Kept for the cluster work (snapshots sent to followers); WAL
+    /// segments are released as the B+tree becomes durable, which bounds the log sooner.
     pub snapshot_count: u64,
     /// One Raft tick (`--heartbeat-interval`).
     pub tick_interval: Duration,

@@ -381,3 +381,22 @@ fn corrupt_wal_refuses_to_start_naming_file_and_offset() {
     );
     assert!(message.contains("offset"), "{message}");
 }
+
+#[test]
+fn a_proposal_larger_than_a_wal_record_is_refused_without_harm() {
+    /// The smallest segment the WAL accepts, so a modest value is too large for it.
+    const SEGMENT_BYTES: u64 = 2 * 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let node = start(NodeConfig {
+        wal_segment_bytes: SEGMENT_BYTES,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let huge = "x".repeat(SEGMENT_BYTES as usize);
+    let refused = rt.block_on(node.propose(put("big", &huge)));
+    assert_eq!(refused, Err(EtcdError::RequestTooLarge));
+    let fine = rt.block_on(node.propose(put("small", "v"))).unwrap();
+    assert_eq!(revision(&fine), 2);
+    node.stop();
+}
