@@ -2,6 +2,7 @@
 //! etcd 3.4's code; the ones marked "etcd 3.4.23:" were checked against the real etcd with
 //! etcdctl or its JSON gateway.
 
+mod model;
 mod range;
 mod txn;
 mod validate;
