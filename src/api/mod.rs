@@ -1,0 +1,122 @@
+//! The etcd v3 gRPC API over a node: tonic services, the listeners and the serving loop.
+//!
+//! - [`kv`]: Range from a store view, writes proposed through the node.
+//! - [`maintenance`], [`cluster`]: Status, Alarm and MemberList; other calls UNIMPLEMENTED.
+//! - Watch, Lease and Auth are not served yet: tonic answers UNIMPLEMENTED for every call of a
+//!   service that is not registered, which is exactly what they must answer for now.
+//! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
+//! - [`size_limit`]: grpc-go's receive limit; [`threads`]: the pinned gRPC runtime.
+//!
+//! This module must never touch the store except through the node, and never answer a client
+//! before the node has applied what it asked for.
+
+pub mod cluster;
+pub mod header;
+pub mod kv;
+pub mod maintenance;
+pub mod size_limit;
+pub mod status;
+pub mod threads;
+
+use std::fmt;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use futures_util::stream::{self, StreamExt};
+use keelson_proto::etcdserverpb::cluster_server::ClusterServer;
+use keelson_proto::etcdserverpb::kv_server::KvServer;
+use keelson_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::config::{Config, Url};
+use crate::errors::GRPC_OVERHEAD_BYTES;
+use crate::node::NodeHandle;
+use crate::server::apply::Limits;
+
+use self::cluster::ClusterService;
+use self::kv::KvService;
+use self::maintenance::MaintenanceService;
+use self::size_limit::SizeLimit;
+
+/// Why the API could not be served.
+#[derive(Debug)]
+pub enum ServeError {
+    /// A `--listen-client-urls` entry Keelson cannot listen on.
+    Url(String),
+    /// Binding or serving failed.
+    Io(String),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Url(m) | ServeError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// The socket address a client URL listens on. Only http: TLS is not supported yet, and an https
+/// URL is refused rather than served in clear text.
+pub fn listen_addr(url: &Url) -> Result<SocketAddr, ServeError> {
+    if url.scheme.is_tls() {
+        return Err(ServeError::Url(format!(
+            "keelson: cannot listen on {url}: TLS (https) client URLs are not supported yet"
+        )));
+    }
+    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| ServeError::Url(format!("keelson: cannot resolve {url}: {e}")))?
+        .collect();
+    // Like Go's net.Listen, a name that resolves to several addresses listens on the first IPv4.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| ServeError::Url(format!("keelson: {url} resolves to no address")))
+}
+
+/// Binds every client URL, then serves the API on all of them until `shutdown` completes.
+/// Must run inside the gRPC runtime.
+pub async fn serve(
+    node: NodeHandle,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let mut incomings = Vec::new();
+    for url in &config.listen_client_urls {
+        let addr = listen_addr(url)?;
+        let incoming = TcpIncoming::bind(addr)
+            .map_err(|e| ServeError::Io(format!("keelson: listen on {url}: {e}")))?
+            // Requests are small and latency-bound: never wait to coalesce a response.
+            .with_nodelay(Some(true));
+        incomings.push(incoming);
+    }
+    let limits = Limits {
+        max_txn_ops: usize::try_from(config.max_txn_ops).unwrap_or(usize::MAX),
+        max_request_bytes: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
+    };
+    let receive_limit = config.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
+    // tonic's own check stays as a backstop at the same size; SizeLimit answers first, with
+    // grpc-go's message.
+    let tonic_limit = usize::try_from(receive_limit).unwrap_or(usize::MAX);
+    let kv =
+        KvServer::new(KvService::new(node.clone(), limits)).max_decoding_message_size(tonic_limit);
+    let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
+        .max_decoding_message_size(tonic_limit);
+    let cluster =
+        ClusterServer::new(ClusterService::new(node)).max_decoding_message_size(tonic_limit);
+    Server::builder()
+        .add_service(SizeLimit::new(kv, receive_limit))
+        .add_service(SizeLimit::new(maintenance, receive_limit))
+        .add_service(SizeLimit::new(cluster, receive_limit))
+        .serve_with_incoming_shutdown(
+            stream::select_all(incomings.into_iter().map(|i| i.boxed())),
+            shutdown,
+        )
+        .await
+        .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")))
+}
