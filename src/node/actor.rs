@@ -28,13 +28,15 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
 use keelson_proto::etcdserverpb::ResponseHeader;
 use keelson_storage::btree::Database;
-use keelson_storage::io::GlommioDirectory;
+use keelson_storage::io::{GlommioDirectory, LogDirectory};
 use keelson_storage::mvcc::{CompactionJob, Store};
 use keelson_storage::schema;
 use keelson_storage::wal::{self, Record, Wal, WalConfig, WalError};
 use parking_lot::Mutex;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -53,6 +55,23 @@ type ReadReply = oneshot::Sender<Result<(), EtcdError>>;
 /// Opens the B+tree and membership here, then runs the loop on a new pinned executor thread.
 /// Returns once the node has elected itself and applied everything the log had committed.
 pub(crate) fn spawn(config: NodeConfig) -> Result<Arc<Shared>, NodeError> {
+    spawn_with(
+        config,
+        |path| async move { GlommioDirectory::open(&path).await },
+    )
+}
+
+/// [`spawn`] with the WAL in the directory `open_dir` opens on the node thread (tests use an
+/// in-memory directory that can fail syncs).
+pub(crate) fn spawn_with<D, F, Fut>(
+    config: NodeConfig,
+    open_dir: F,
+) -> Result<Arc<Shared>, NodeError>
+where
+    D: LogDirectory + 'static,
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: Future<Output = std::io::Result<D>> + 'static,
+{
     let db_path = config.data_dir.join(schema::DB_FILE);
     if let Some(parent) = db_path.parent() {
         std::fs::create_dir_all(parent)
@@ -85,7 +104,15 @@ pub(crate) fn spawn(config: NodeConfig) -> Result<Arc<Shared>, NodeError> {
     let executor = LocalExecutorBuilder::new(placement)
         .name("keelson-node")
         .spawn(move || async move {
-            match Node::open(config, node_shared, commands, membership).await {
+            let dir = match open_dir(config.wal_dir.clone()).await {
+                Ok(dir) => dir,
+                Err(e) => {
+                    let why = format!("open {}: {e}", config.wal_dir.display());
+                    let _ = ready.send(Err(NodeError::Wal(why)));
+                    return;
+                }
+            };
+            match Node::open(config, dir, node_shared, commands, membership).await {
                 Ok(node) => node.serve(ready).await,
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -140,11 +167,11 @@ struct Compaction {
     reply: Option<(ProposeReply, WriteResponse)>,
 }
 
-struct Node {
+struct Node<D: LogDirectory> {
     config: NodeConfig,
     shared: Arc<Shared>,
     raw: RawNode<LogStore>,
-    wal: Wal<GlommioDirectory>,
+    wal: Wal<D>,
     commands: flume::Receiver<Command>,
     member_id: u64,
     cluster_id: u64,
@@ -193,16 +220,14 @@ fn wal_error(e: WalError) -> NodeError {
     NodeError::Wal(e.to_string())
 }
 
-impl Node {
+impl<D: LogDirectory + 'static> Node<D> {
     async fn open(
         config: NodeConfig,
+        dir: D,
         shared: Arc<Shared>,
         commands: flume::Receiver<Command>,
         membership: Membership,
-    ) -> Result<Node, NodeError> {
-        let dir = GlommioDirectory::open(&config.wal_dir)
-            .await
-            .map_err(|e| NodeError::Wal(format!("open {}: {e}", config.wal_dir.display())))?;
+    ) -> Result<Node<D>, NodeError> {
         let wal_config = WalConfig {
             segment_bytes: config.wal_segment_bytes,
             segments_kept: config.max_wals.max(1),
@@ -444,6 +469,8 @@ impl Node {
             Command::Stop => {}
             #[cfg(test)]
             Command::Abort => {}
+            #[cfg(test)]
+            Command::Run(f) => f(),
         }
     }
 

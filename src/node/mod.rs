@@ -216,6 +216,9 @@ pub(crate) enum Command {
     /// Tests: exit at once, without the final B+tree sync (a crash as far as the B+tree knows).
     #[cfg(test)]
     Abort,
+    /// Tests: run this on the node thread, in inbox order (e.g. to arm a fault).
+    #[cfg(test)]
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 /// State the node thread publishes for every handle.
@@ -318,6 +321,12 @@ impl NodeHandle {
     #[cfg(test)]
     pub(crate) fn abort(self) {
         self.finish(Command::Abort);
+    }
+
+    /// Tests: runs `f` on the node thread after the commands already sent.
+    #[cfg(test)]
+    pub(crate) fn run_on_node(&self, f: impl FnOnce() + Send + 'static) {
+        let _ = self.shared.inbox.send(Command::Run(Box::new(f)));
     }
 
     fn finish(self, command: Command) {

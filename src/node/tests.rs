@@ -423,3 +423,36 @@ fn a_proposal_larger_than_a_wal_record_is_refused_without_harm() {
     assert_eq!(revision(&fine), 2);
     node.stop();
 }
+
+thread_local! {
+    /// The in-memory WAL directory of the node running on this thread, to arm faults in.
+    static MEMORY_WAL: std::cell::RefCell<Option<keelson_storage::io::MemoryDirectory>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_failed_wal_sync_poisons_the_node_and_acknowledges_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let shared = actor::spawn_with(config(dir.path()), |_| async {
+        let wal = keelson_storage::io::MemoryDirectory::new();
+        MEMORY_WAL.with(|d| *d.borrow_mut() = Some(wal.clone()));
+        Ok(wal)
+    })
+    .unwrap();
+    let node = NodeHandle { shared };
+    rt.block_on(node.propose(put("kept", "1"))).unwrap();
+    node.run_on_node(|| {
+        MEMORY_WAL.with(|d| d.borrow().as_ref().unwrap().fail_file_sync_after(0));
+    });
+    let failed = rt.block_on(node.propose(put("lost", "2")));
+    assert_eq!(failed, Err(EtcdError::Stopped));
+    // Never applied: its record is not durable.
+    assert_eq!(value(&node, "lost"), None);
+    let after = rt.block_on(node.propose(put("after", "3")));
+    assert_eq!(after, Err(EtcdError::Stopped));
+    assert_eq!(value(&node, "kept").as_deref(), Some(&b"1"[..]));
+    // Reads of what was applied go on.
+    rt.block_on(node.read_index()).unwrap();
+    node.stop();
+}
