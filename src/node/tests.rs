@@ -456,3 +456,41 @@ fn a_failed_wal_sync_poisons_the_node_and_acknowledges_nothing() {
     rt.block_on(node.read_index()).unwrap();
     node.stop();
 }
+
+#[test]
+fn txn_and_delete_range_go_through_the_log_with_headers() {
+    use keelson_proto::etcdserverpb::{DeleteRangeRequest, RequestOp, TxnRequest, request_op};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let node = start(config(dir.path())).unwrap();
+    let status = node.status();
+    let WriteRequest::Put(inner) = put("t", "1") else {
+        unreachable!("put builds a put")
+    };
+    let txn = WriteRequest::Txn(TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestPut(inner)),
+        }],
+        ..TxnRequest::default()
+    });
+    let response = rt.block_on(node.propose(txn)).unwrap();
+    let WriteResponse::Txn(txn) = response else {
+        panic!("a txn answers a txn")
+    };
+    assert!(txn.succeeded);
+    let header = txn.header.unwrap();
+    assert_eq!((header.revision, header.raft_term), (2, 1));
+    assert_eq!(header.member_id, status.member_id);
+    let delete = WriteRequest::DeleteRange(DeleteRangeRequest {
+        key: b"t".to_vec(),
+        ..DeleteRangeRequest::default()
+    });
+    let response = rt.block_on(node.propose(delete)).unwrap();
+    let WriteResponse::DeleteRange(deleted) = response else {
+        panic!("a delete answers a delete")
+    };
+    assert_eq!(deleted.deleted, 1);
+    assert_eq!(deleted.header.unwrap().revision, 3);
+    assert_eq!(value(&node, "t"), None);
+    node.stop();
+}
