@@ -8,9 +8,8 @@
 mod common;
 
 use common::{Kind, Server};
-use keelson_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use keelson_proto::etcdserverpb::compare::{CompareTarget, TargetUnion};
 use keelson_proto::etcdserverpb::kv_client::KvClient;
-use keelson_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use keelson_proto::etcdserverpb::request_op::Request as Op;
 use keelson_proto::etcdserverpb::response_op::Response as OpResponse;
 use keelson_proto::etcdserverpb::{
@@ -22,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
 /// Fixed so a failure reproduces; `KEELSON_DIFF_SEED=<n>` explores others.
-const SEED: u64 = 0x6b65_656c_736f_6e;
+const SEED: u64 = 0x006b_6565_6c73_6f6e;
 const SEED_VAR: &str = "KEELSON_DIFF_SEED";
 const OPS: usize = 400;
 /// A small key space so ranges, compares and deletes hit existing keys often.
@@ -239,7 +238,7 @@ impl Request {
             Request::Put(r) => Request::Put(r.clone()),
             Request::Delete(r) => Request::Delete(r.clone()),
             Request::Txn(r) => Request::Txn(r.clone()),
-            Request::Compact(r) => Request::Compact(r.clone()),
+            Request::Compact(r) => Request::Compact(*r),
         }
     }
 
