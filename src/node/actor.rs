@@ -13,7 +13,8 @@
 //!   on them are answered.
 //!
 //! Never: acknowledges a write before its WAL append resolved, applies past what the WAL holds,
-//! or blocks the executor on anything but the B+tree's own unsynced commit.
+//! or blocks the executor on anything but the B+tree's own unsynced commit (and, at stop, the
+//! final B+tree sync).
 
 use super::durability::{Syncer, sync_once};
 use super::members::Membership;
