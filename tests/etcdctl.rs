@@ -39,6 +39,14 @@ fn mask_status_table(text: &str) -> String {
         .join("\n")
 }
 
+/// `endpoint health` reports its own latency: `took = 1.2ms`.
+fn mask_took(text: &str) -> String {
+    match text.find("took = ") {
+        Some(at) => format!("{}took = X", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// The JSON forms: raft bookkeeping and sizes differ between two servers.
 fn mask_raft_json(text: &str) -> String {
     let mut out = text.to_string();
@@ -288,6 +296,41 @@ const STEPS: &[Step] = &[
     },
     Step {
         args: &["endpoint", "status", "-w", "json"],
+        stdin: None,
+        mask: mask_raft_json,
+    },
+    Step {
+        args: &["alarm", "list"],
+        stdin: None,
+        mask: same,
+    },
+    Step {
+        args: &["alarm", "disarm"],
+        stdin: None,
+        mask: same,
+    },
+    Step {
+        args: &["endpoint", "health"],
+        stdin: None,
+        mask: mask_took,
+    },
+    Step {
+        args: &["put", "from-stdin"],
+        stdin: Some("piped value"),
+        mask: same,
+    },
+    Step {
+        args: &["get", "from-stdin", "--consistency=s"],
+        stdin: None,
+        mask: same,
+    },
+    Step {
+        args: &["del", "a", "--from-key"],
+        stdin: None,
+        mask: same,
+    },
+    Step {
+        args: &["get", "", "--from-key", "--count-only", "-w", "json"],
         stdin: None,
         mask: mask_raft_json,
     },
