@@ -76,6 +76,10 @@ fn run(config: &Config) -> Result<(), String> {
     let grpc_cores = threads::grpc_cores(&config.grpc_cores, node_config.node_core);
     let runtime = threads::grpc_runtime(&grpc_cores)
         .map_err(|e| format!("keelson: starting the gRPC threads: {e}"))?;
+    let listeners = {
+        let _context = runtime.enter();
+        api::bind(config).map_err(|e| e.to_string())?
+    };
     let node = node::start(node_config).map_err(|e| format!("keelson: starting the node: {e}"))?;
     eprintln!(
         "keelson: member {} ({:x}) serving clients on {}",
@@ -88,7 +92,12 @@ fn run(config: &Config) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let served = runtime.block_on(api::serve(node.clone(), config, shutdown_signal()));
+    let served = runtime.block_on(api::serve(
+        node.clone(),
+        config,
+        listeners,
+        shutdown_signal(),
+    ));
     // Stop serving first, then the node: nothing is acknowledged after the node stopped.
     drop(runtime);
     node.stop();

@@ -79,13 +79,15 @@ pub fn listen_addr(url: &Url) -> Result<SocketAddr, ServeError> {
         .ok_or_else(|| ServeError::Url(format!("keelson: {url} resolves to no address")))
 }
 
-/// Binds every client URL, then serves the API on all of them until `shutdown` completes.
-/// Must run inside the gRPC runtime.
-pub async fn serve(
-    node: NodeHandle,
-    config: &Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
+/// The bound client listeners, ready to serve.
+pub struct Listeners {
+    incomings: Vec<TcpIncoming>,
+}
+
+/// Binds every `--listen-client-urls` entry. Called before the node starts, so a bad URL or a
+/// port in use fails the start before anything touches the data dir. Must run inside the gRPC
+/// runtime.
+pub fn bind(config: &Config) -> Result<Listeners, ServeError> {
     let mut incomings = Vec::new();
     for url in &config.listen_client_urls {
         let addr = listen_addr(url)?;
@@ -95,6 +97,16 @@ pub async fn serve(
             .with_nodelay(Some(true));
         incomings.push(incoming);
     }
+    Ok(Listeners { incomings })
+}
+
+/// Serves the API on `listeners` until `shutdown` completes. Must run inside the gRPC runtime.
+pub async fn serve(
+    node: NodeHandle,
+    config: &Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let limits = Limits {
         max_txn_ops: usize::try_from(config.max_txn_ops).unwrap_or(usize::MAX),
         max_request_bytes: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
@@ -114,7 +126,7 @@ pub async fn serve(
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))
         .serve_with_incoming_shutdown(
-            stream::select_all(incomings.into_iter().map(|i| i.boxed())),
+            stream::select_all(listeners.incomings.into_iter().map(|i| i.boxed())),
             shutdown,
         )
         .await
