@@ -10,11 +10,11 @@ use crate::node::NodeHandle;
 /// Sets the cluster id, member id and raft term of `header` from the node, creating the header
 /// if the response has none; a revision already set is kept, otherwise `revision` is used.
 pub fn fill_header(node: &NodeHandle, header: &mut Option<ResponseHeader>, revision: i64) {
-    let status = node.status();
+    let (cluster_id, member_id, raft_term) = node.header_ids();
     let header = header.get_or_insert_with(ResponseHeader::default);
-    header.cluster_id = status.cluster_id;
-    header.member_id = status.member_id;
-    header.raft_term = status.raft_term;
+    header.cluster_id = cluster_id;
+    header.member_id = member_id;
+    header.raft_term = raft_term;
     if header.revision == 0 {
         header.revision = revision;
     }

@@ -308,6 +308,13 @@ impl NodeHandle {
         status
     }
 
+    /// What every response header needs: cluster id, member id and raft term. Unlike
+    /// [`NodeHandle::status`] it does no I/O, so the read path can call it per request.
+    pub fn header_ids(&self) -> (u64, u64, u64) {
+        let status = self.shared.status.lock();
+        (status.cluster_id, status.member_id, status.raft_term)
+    }
+
     pub fn members(&self) -> Vec<MemberInfo> {
         self.shared.members.lock().clone()
     }
