@@ -80,7 +80,7 @@ pub(crate) fn decode_root(view: &View<'_>, value: &[u8]) -> Result<PageId, Error
     Ok(u64::from_le_bytes(bytes))
 }
 
-/// One tree of a [`ReadTxn`], its root resolved: reads through it skip the catalog.
+/// One tree of a transaction, its root resolved: reads through it skip the catalog.
 #[derive(Clone, Copy)]
 pub struct Tree<'a> {
     view: View<'a>,
@@ -141,8 +141,7 @@ impl ReadTxn {
     }
 
     pub fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<&[u8]>, Error> {
-        let root = self.root(tree)?;
-        self.view().get(root, key)
+        self.tree(tree)?.get(key)
     }
 
     /// A handle on one tree with its root looked up once, for many reads of the same tree (each
@@ -160,15 +159,12 @@ impl ReadTxn {
         tree: &[u8],
         bounds: impl RangeBounds<&'k [u8]>,
     ) -> Result<Range<'_>, Error> {
-        let root = self.root(tree)?;
-        let (lower, upper) = owned_bounds(&bounds);
-        Ok(Range::new(self.view(), root, lower, upper))
+        Ok(self.tree(tree)?.range(bounds))
     }
 
     /// A cursor over `tree`, initially off the tree; position it with `first`, `last` or `seek`.
     pub fn cursor(&self, tree: &[u8]) -> Result<Cursor<'_>, Error> {
-        let root = self.root(tree)?;
-        Ok(Cursor::new(self.view(), root))
+        Ok(self.tree(tree)?.cursor())
     }
 
     pub fn contains_tree(&self, tree: &[u8]) -> Result<bool, Error> {
@@ -284,8 +280,16 @@ impl<'db> WriteTxn<'db> {
     }
 
     pub fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<&[u8]>, Error> {
-        let root = self.root(tree)?;
-        self.view().get(root, key)
+        self.tree(tree)?.get(key)
+    }
+
+    /// A handle on one tree as this transaction sees it (its own writes included), valid until
+    /// the next change.
+    pub fn tree(&self, tree: &[u8]) -> Result<Tree<'_>, Error> {
+        Ok(Tree {
+            view: self.view(),
+            root: self.root(tree)?,
+        })
     }
 
     pub fn range<'k>(
@@ -293,14 +297,11 @@ impl<'db> WriteTxn<'db> {
         tree: &[u8],
         bounds: impl RangeBounds<&'k [u8]>,
     ) -> Result<Range<'_>, Error> {
-        let root = self.root(tree)?;
-        let (lower, upper) = owned_bounds(&bounds);
-        Ok(Range::new(self.view(), root, lower, upper))
+        Ok(self.tree(tree)?.range(bounds))
     }
 
     pub fn cursor(&self, tree: &[u8]) -> Result<Cursor<'_>, Error> {
-        let root = self.root(tree)?;
-        Ok(Cursor::new(self.view(), root))
+        Ok(self.tree(tree)?.cursor())
     }
 
     pub fn contains_tree(&self, tree: &[u8]) -> Result<bool, Error> {
