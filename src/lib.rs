@@ -3,6 +3,7 @@
 //! returns ([`errors`]).
 
 pub mod api;
+pub mod compactor;
 pub mod config;
 pub mod errors;
 pub mod node;

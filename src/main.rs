@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use keelson::api::{self, maintenance::ETCD_API_VERSION, threads};
+use keelson::compactor::{self, NodeTarget, TokioClock};
 use keelson::config::Config;
 use keelson::node::{self, NodeConfig};
 
@@ -92,6 +93,12 @@ fn run(config: &Config) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(",")
     );
+    // Ends with the runtime: it only proposes, so dropping it mid-compaction loses nothing.
+    runtime.spawn(compactor::run(
+        config.auto_compaction,
+        TokioClock::new(),
+        NodeTarget { node: node.clone() },
+    ));
     let served = runtime.block_on(api::serve(
         node.clone(),
         config,
