@@ -12,6 +12,7 @@ use keelson_proto::etcdserverpb::{
 use tonic::{Request, Response, Status};
 
 use crate::api::header::fill_header;
+use crate::api::quota::Quota;
 use crate::api::status::{etcd_status, server_status};
 use crate::node::NodeHandle;
 use crate::server::apply::{Limits, validate};
@@ -22,16 +23,25 @@ use crate::server::{WriteRequest, WriteResponse};
 pub struct KvService {
     node: NodeHandle,
     limits: Limits,
+    quota: Quota,
 }
 
 impl KvService {
-    pub fn new(node: NodeHandle, limits: Limits) -> KvService {
-        KvService { node, limits }
+    pub fn new(node: NodeHandle, limits: Limits, quota: Quota) -> KvService {
+        KvService {
+            node,
+            limits,
+            quota,
+        }
     }
 
-    /// Validates a write before it reaches the log (as etcd's API layer does), then waits until
-    /// the node has applied it.
+    /// Checks the space quota, then validates a write before it reaches the log (etcd's order:
+    /// its quotaKVServer wraps the validating server), then waits until the node has applied it.
     async fn write(&self, request: WriteRequest) -> Result<WriteResponse, Status> {
+        self.quota
+            .check_write(&request)
+            .await
+            .map_err(etcd_status)?;
         validate(&request, &self.limits).map_err(etcd_status)?;
         self.node.propose(request).await.map_err(etcd_status)
     }

@@ -1,9 +1,11 @@
-//! The Maintenance service: Status and Alarm (read) answer from the node's state; the calls
-//! Keelson does not have yet answer UNIMPLEMENTED with the call's name.
+//! The Maintenance service: Status answers from the node's state, Alarm goes through the log (as
+//! in etcd, listing too); the calls Keelson does not have yet answer UNIMPLEMENTED with the
+//! call's name.
 //!
 //! This module must never report success for work it did not do (a Defragment, a Hash, an alarm
-//! it cannot raise).
+//! whose effect Keelson does not enforce: only NOSPACE can be raised).
 
+use keelson_proto::etcdserverpb::AlarmType;
 use keelson_proto::etcdserverpb::alarm_request::AlarmAction;
 use keelson_proto::etcdserverpb::maintenance_server::Maintenance;
 use keelson_proto::etcdserverpb::{
@@ -15,7 +17,10 @@ use tonic::codegen::tokio_stream;
 use tonic::{Request, Response, Status};
 
 use crate::api::header::fill_header;
+use crate::api::status::etcd_status;
+use crate::errors::EtcdError;
 use crate::node::NodeHandle;
+use crate::server::{WriteRequest, WriteResponse, alarm};
 
 /// The version Status reports: the etcd release whose API Keelson implements. Clients print it
 /// (`etcdctl endpoint status`) and some gate features on it, so it names the etcd behaviour a
@@ -34,6 +39,19 @@ impl MaintenanceService {
     fn current_rev(&self) -> i64 {
         self.node.store().view().rev()
     }
+
+    /// Status `errors` as etcd fills them: no leader, then every active alarm.
+    fn errors(&self, leader: u64) -> Vec<String> {
+        let mut errors = Vec::new();
+        if leader == 0 {
+            errors.push(EtcdError::NoLeader.message().to_string());
+        }
+        match alarm::active(self.node.store().view().txn(), AlarmType::None) {
+            Ok(alarms) => errors.extend(alarms.iter().map(alarm::describe)),
+            Err(e) => errors.push(format!("keelson: reading the alarms failed: {e}")),
+        }
+        errors
+    }
 }
 
 fn not_implemented(call: &str) -> Status {
@@ -50,16 +68,25 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm is ever raised yet (no quota enforcement, no corruption check), so the list is
-        // truthfully empty and deactivating one changes nothing, as in etcd for an absent alarm.
-        // Raising one would be a promise Keelson cannot keep.
-        let mut response = AlarmResponse::default();
-        match AlarmAction::try_from(request.into_inner().action) {
-            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {}
-            Ok(AlarmAction::Activate) | Err(_) => return Err(not_implemented("Alarm(ACTIVATE)")),
+        let request = request.into_inner();
+        let Ok(action) = AlarmAction::try_from(request.action) else {
+            return Err(not_implemented("Alarm(unknown action)"));
+        };
+        // etcd would also raise CORRUPT (refusing every KV request) or a NONE alarm (which does
+        // nothing); Keelson enforces only NOSPACE, so raising another would be a false promise.
+        if action == AlarmAction::Activate && request.alarm != AlarmType::Nospace as i32 {
+            return Err(not_implemented(
+                "Alarm(ACTIVATE) of an alarm other than NOSPACE",
+            ));
         }
-        fill_header(&self.node, &mut response.header, self.current_rev());
-        Ok(Response::new(response))
+        match self.node.propose(WriteRequest::Alarm(request)).await {
+            // No header: etcd's AlarmResponse has none.
+            Ok(WriteResponse::Alarm(response)) => Ok(Response::new(response)),
+            Ok(_) => Err(Status::internal(
+                "keelson: the node answered an Alarm with another kind",
+            )),
+            Err(e) => Err(etcd_status(e)),
+        }
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -72,7 +99,7 @@ impl Maintenance for MaintenanceService {
             raft_index: status.raft_index,
             raft_term: status.raft_term,
             raft_applied_index: status.raft_applied_index,
-            errors: Vec::new(),
+            errors: self.errors(status.leader),
             db_size_in_use: i64::try_from(status.db_size_in_use).unwrap_or(i64::MAX),
             is_learner: false,
         };

@@ -4,6 +4,7 @@
 //! - [`maintenance`], [`cluster`]: Status, Alarm and MemberList; other calls UNIMPLEMENTED.
 //! - Watch, Lease and Auth are not served yet: tonic answers UNIMPLEMENTED for every call of a
 //!   service that is not registered, which is exactly what they must answer for now.
+//! - [`quota`]: the space quota checked before proposing a write (raises NOSPACE).
 //! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
 //! - [`size_limit`]: grpc-go's receive limit; [`threads`]: the pinned gRPC runtime.
 //!
@@ -14,6 +15,7 @@ pub mod cluster;
 pub mod header;
 pub mod kv;
 pub mod maintenance;
+pub mod quota;
 pub mod size_limit;
 pub mod status;
 pub mod threads;
@@ -115,8 +117,9 @@ pub async fn serve(
     // tonic's own check stays as a backstop at the same size; SizeLimit answers first, with
     // grpc-go's message.
     let tonic_limit = usize::try_from(receive_limit).unwrap_or(usize::MAX);
-    let kv =
-        KvServer::new(KvService::new(node.clone(), limits)).max_decoding_message_size(tonic_limit);
+    let quota = quota::Quota::new(node.clone(), config.quota_backend_bytes, &config.data_dir);
+    let kv = KvServer::new(KvService::new(node.clone(), limits, quota))
+        .max_decoding_message_size(tonic_limit);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
         .max_decoding_message_size(tonic_limit);
     let cluster =

@@ -712,6 +712,8 @@ impl<D: LogDirectory + 'static> Node<D> {
             WriteResponse::DeleteRange(r) => &mut r.header,
             WriteResponse::Txn(r) => &mut r.header,
             WriteResponse::Compaction(r) => &mut r.header,
+            // etcd answers alarms without a header.
+            WriteResponse::Alarm(_) => return response,
         };
         let header = header.get_or_insert_with(ResponseHeader::default);
         header.cluster_id = self.cluster_id;

@@ -2,8 +2,8 @@
 //! WAL stores it).
 //!
 //! Layout: one kind byte, the proposer's request id (u64 big-endian), then the prost encoding of
-//! the etcd request message (`PutRequest`, `DeleteRangeRequest`, `TxnRequest` or
-//! `CompactionRequest`). An empty `data` is raft-rs's leader no-op. Owns only this format;
+//! the etcd request message (`PutRequest`, `DeleteRangeRequest`, `TxnRequest`,
+//! `CompactionRequest` or `AlarmRequest`). An empty `data` is raft-rs's leader no-op. Owns only this format;
 //! never applies or validates requests.
 
 use crate::server::WriteRequest;
@@ -13,6 +13,7 @@ pub const KIND_PUT: u8 = 1;
 pub const KIND_DELETE_RANGE: u8 = 2;
 pub const KIND_TXN: u8 = 3;
 pub const KIND_COMPACTION: u8 = 4;
+pub const KIND_ALARM: u8 = 10;
 /// Kind byte plus request id.
 pub const HEADER_BYTES: usize = 1 + 8;
 
@@ -23,6 +24,7 @@ pub fn encode(id: u64, request: &WriteRequest) -> Vec<u8> {
         WriteRequest::DeleteRange(r) => (KIND_DELETE_RANGE, r.encode_to_vec()),
         WriteRequest::Txn(r) => (KIND_TXN, r.encode_to_vec()),
         WriteRequest::Compaction(r) => (KIND_COMPACTION, r.encode_to_vec()),
+        WriteRequest::Alarm(r) => (KIND_ALARM, r.encode_to_vec()),
     };
     let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
     out.push(kind);
@@ -44,6 +46,7 @@ pub fn decode(data: &[u8]) -> Result<(u64, WriteRequest), String> {
         KIND_DELETE_RANGE => WriteRequest::DeleteRange(Message::decode(body).map_err(error)?),
         KIND_TXN => WriteRequest::Txn(Message::decode(body).map_err(error)?),
         KIND_COMPACTION => WriteRequest::Compaction(Message::decode(body).map_err(error)?),
+        KIND_ALARM => WriteRequest::Alarm(Message::decode(body).map_err(error)?),
         kind => return Err(format!("unknown entry kind {kind}")),
     };
     Ok((id, request))
@@ -72,6 +75,14 @@ mod tests {
             decode(&encode(u64::MAX, &compact)).unwrap(),
             (u64::MAX, compact)
         );
+        let alarm = WriteRequest::Alarm(keelson_proto::etcdserverpb::AlarmRequest {
+            action: 1,
+            member_id: 2,
+            alarm: 1,
+        });
+        let bytes = encode(3, &alarm);
+        assert_eq!(bytes[0], KIND_ALARM);
+        assert_eq!(decode(&bytes).unwrap(), (3, alarm));
         assert!(decode(&[KIND_PUT, 0, 0]).is_err());
         assert!(decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }

@@ -41,6 +41,7 @@ fn revision(response: &WriteResponse) -> i64 {
         WriteResponse::DeleteRange(r) => r.header.as_ref().unwrap().revision,
         WriteResponse::Txn(r) => r.header.as_ref().unwrap().revision,
         WriteResponse::Compaction(r) => r.header.as_ref().unwrap().revision,
+        WriteResponse::Alarm(_) => panic!("an alarm response has no revision"),
     }
 }
 

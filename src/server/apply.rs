@@ -55,6 +55,15 @@ pub fn apply(
     if let WriteRequest::Compaction(compaction) = request {
         return apply_compaction(write, compaction);
     }
+    if let WriteRequest::Alarm(alarm) = request {
+        return Ok(Applied {
+            response: WriteResponse::Alarm(super::alarm::apply_alarm(write, alarm)?),
+            changes: Vec::new(),
+            compaction: None,
+        });
+    }
+    // Before any other check, as etcd's capped applier wraps the whole applier.
+    super::alarm::check_capped(write, request)?;
     write.begin_request();
     let response = match request {
         WriteRequest::Put(put) => check_put(write, put, leases)
@@ -64,7 +73,7 @@ pub fn apply(
             delete_op(write, delete, false).map(WriteResponse::DeleteRange)
         }
         WriteRequest::Txn(txn) => apply_txn(write, txn, leases).map(WriteResponse::Txn),
-        WriteRequest::Compaction(_) => unreachable!("handled above"),
+        WriteRequest::Compaction(_) | WriteRequest::Alarm(_) => unreachable!("handled above"),
     };
     // Closed on success and on an etcd error alike (nothing was written then, so the revision
     // does not move); after a fatal error the write is abandoned anyway.
@@ -84,6 +93,8 @@ fn set_revision(response: &mut WriteResponse, revision: i64) {
         WriteResponse::DeleteRange(delete) => &mut delete.header,
         WriteResponse::Txn(txn) => &mut txn.header,
         WriteResponse::Compaction(compaction) => &mut compaction.header,
+        // etcd's AlarmResponse has no header.
+        WriteResponse::Alarm(_) => return,
     };
     *header = Some(header_at(revision));
 }

@@ -9,14 +9,18 @@
 //! - [`txn`]: a txn's compares and the branch each (nested) txn takes.
 //! - [`validate`]: the stateless checks etcd makes before proposing ([`apply::validate`]).
 //! - [`error`]: [`Error`], an etcd error for the client or a fatal store failure for the node.
+//! - [`alarm`]: the active alarms (the `alarm` tree) and what NOSPACE refuses; [`quota`]: etcd's
+//!   cost estimate of a write against the space quota.
 //!
 //! Requests are validated before they are proposed ([`apply::validate`]): a request that reaches
 //! the log is applied whole or, for errors only known at apply time (lease not found, compacted
 //! revision), not at all. Nothing is ever half-applied. A store failure is never an etcd error:
 //! it is [`Error::Fatal`], and the node stops applying (see [`error`]).
 
+pub mod alarm;
 pub mod apply;
 pub mod error;
+pub mod quota;
 pub mod range;
 pub mod txn;
 pub mod validate;
@@ -26,6 +30,7 @@ mod tests;
 
 pub use error::Error;
 
+use keelson_proto::etcdserverpb::{AlarmRequest, AlarmResponse};
 use keelson_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, TxnRequest, TxnResponse,
@@ -38,6 +43,8 @@ pub enum WriteRequest {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compaction(CompactionRequest),
+    /// Raise, clear or list alarms (etcd proposes all three through the log).
+    Alarm(AlarmRequest),
 }
 
 /// The response to a [`WriteRequest`], of the matching kind. Its header carries the revision;
@@ -48,4 +55,6 @@ pub enum WriteResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    /// Carries no header, as in etcd.
+    Alarm(AlarmResponse),
 }

@@ -57,6 +57,7 @@ pub fn validate(request: &WriteRequest, limits: &Limits) -> Result<(), EtcdError
             txn.encoded_len()
         }
         WriteRequest::Compaction(compaction) => compaction.encoded_len(),
+        WriteRequest::Alarm(alarm) => alarm.encoded_len(),
     };
     let framed = INTERNAL_REQUEST_HEADER_BYTES
         + 1

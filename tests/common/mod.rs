@@ -147,6 +147,12 @@ impl Server {
         args
     }
 
+    /// Replaces the extra flags the next [`Server::spawn`] passes (a restart with another
+    /// configuration on the same data dir).
+    pub fn set_extra_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+    }
+
     /// Starts the process (on the same ports and data dir as before) and waits until a Range
     /// succeeds.
     pub fn spawn(&mut self) {

@@ -127,6 +127,7 @@ pub fn revision(response: &WriteResponse) -> i64 {
         WriteResponse::DeleteRange(r) => &r.header,
         WriteResponse::Txn(r) => &r.header,
         WriteResponse::Compaction(r) => &r.header,
+        WriteResponse::Alarm(_) => panic!("an alarm response has no revision"),
     };
     header
         .as_ref()

@@ -1,0 +1,72 @@
+//! The space quota check before proposing (etcd's `quotaKVServer` / `quotaAlarmer`): a Put, a Txn
+//! or a LeaseGrant that would take the B+tree file to the quota raises the NOSPACE alarm through
+//! the log and fails with `NoSpace`.
+//!
+//! Owns only the check; the cost estimate is `server::quota`, and refusing writes while the alarm
+//! is active is apply's job (`server::alarm`), so a request that passed here before the alarm was
+//! raised is still refused. It must never write anything but the alarm proposal.
+
+use std::path::PathBuf;
+
+use keelson_proto::etcdserverpb::alarm_request::AlarmAction;
+use keelson_proto::etcdserverpb::{AlarmRequest, AlarmType};
+
+use crate::errors::EtcdError;
+use crate::node::NodeHandle;
+use crate::server::WriteRequest;
+use crate::server::quota::{available, put_cost, txn_cost};
+
+/// The quota of one server. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Quota {
+    node: NodeHandle,
+    /// `None`: no quota (a negative `--quota-backend-bytes`).
+    limit: Option<u64>,
+    db_path: PathBuf,
+}
+
+impl Quota {
+    pub fn new(node: NodeHandle, limit: Option<u64>, data_dir: &str) -> Quota {
+        Quota {
+            node,
+            limit,
+            db_path: PathBuf::from(data_dir).join(keelson_storage::schema::DB_FILE),
+        }
+    }
+
+    /// Checks a write about to be proposed; requests without a cost pass untouched.
+    pub async fn check_write(&self, request: &WriteRequest) -> Result<(), EtcdError> {
+        let cost = match request {
+            WriteRequest::Put(put) => put_cost(put),
+            WriteRequest::Txn(txn) => txn_cost(txn),
+            _ => return Ok(()),
+        };
+        self.check(cost).await
+    }
+
+    /// Checks a request of `cost` bytes (LeaseGrant: `server::quota::lease_grant_cost`).
+    pub async fn check(&self, cost: u64) -> Result<(), EtcdError> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        // The file size as etcd takes it (`backend.Size()`): one stat, far cheaper than the
+        // write it guards. The B+tree file only grows at its background sync, so a cached size
+        // would be no fresher.
+        let size = std::fs::metadata(&self.db_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if available(size, cost, limit) {
+            return Ok(());
+        }
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.node.header_ids().1,
+            alarm: AlarmType::Nospace as i32,
+        };
+        // As etcd: the request fails with NoSpace whether or not raising the alarm worked.
+        if let Err(e) = self.node.propose(WriteRequest::Alarm(raise)).await {
+            eprintln!("keelson: raising the NOSPACE alarm failed: {e}");
+        }
+        Err(EtcdError::NoSpace)
+    }
+}
