@@ -3,8 +3,8 @@
 //!
 //! Layout: one kind byte, the proposer's request id (u64 big-endian), then the prost encoding of
 //! the etcd request message (`PutRequest`, `DeleteRangeRequest`, `TxnRequest`,
-//! `CompactionRequest` or `AlarmRequest`). An empty `data` is raft-rs's leader no-op. Owns only this format;
-//! never applies or validates requests.
+//! `CompactionRequest` or `AlarmRequest`). An empty `data` is raft-rs's leader no-op. Owns only
+//! this format; never applies or validates requests.
 
 use crate::server::WriteRequest;
 use prost::Message;
