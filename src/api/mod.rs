@@ -2,7 +2,8 @@
 //!
 //! - [`kv`]: Range from a store view, writes proposed through the node.
 //! - [`maintenance`], [`cluster`]: Status, Alarm and MemberList; other calls UNIMPLEMENTED.
-//! - Watch, Lease and Auth are not served yet: tonic answers UNIMPLEMENTED for every call of a
+//! - [`watch`]: the Watch stream over the node's watch hub.
+//! - Lease and Auth are not served yet: tonic answers UNIMPLEMENTED for every call of a
 //!   service that is not registered, which is exactly what they must answer for now.
 //! - [`quota`]: the space quota checked before proposing a write (raises NOSPACE).
 //! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
@@ -19,6 +20,7 @@ pub mod quota;
 pub mod size_limit;
 pub mod status;
 pub mod threads;
+pub mod watch;
 
 use std::fmt;
 use std::future::Future;
@@ -28,6 +30,7 @@ use futures_util::stream::{self, StreamExt};
 use keelson_proto::etcdserverpb::cluster_server::ClusterServer;
 use keelson_proto::etcdserverpb::kv_server::KvServer;
 use keelson_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use keelson_proto::etcdserverpb::watch_server::WatchServer;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -40,6 +43,7 @@ use self::cluster::ClusterService;
 use self::kv::KvService;
 use self::maintenance::MaintenanceService;
 use self::size_limit::SizeLimit;
+use self::watch::WatchService;
 
 /// Why the API could not be served.
 #[derive(Debug)]
@@ -122,12 +126,19 @@ pub async fn serve(
         .max_decoding_message_size(tonic_limit);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
         .max_decoding_message_size(tonic_limit);
+    let watch = WatchServer::new(WatchService::new(
+        node.clone(),
+        config.watch_progress_notify_interval,
+        limits.max_request_bytes,
+    ))
+    .max_decoding_message_size(tonic_limit);
     let cluster =
         ClusterServer::new(ClusterService::new(node)).max_decoding_message_size(tonic_limit);
     Server::builder()
         .add_service(SizeLimit::new(kv, receive_limit))
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))
+        .add_service(SizeLimit::new(watch, receive_limit))
         .serve_with_incoming_shutdown(
             stream::select_all(listeners.incomings.into_iter().map(|i| i.boxed())),
             shutdown,

@@ -22,6 +22,7 @@ use super::{Command, NodeConfig, NodeError, NodeStatus, Shared, codec};
 use crate::errors::EtcdError;
 use crate::raft::{self as core, ConfState, Entry, EntryType, HardState, LogStore, RawNode};
 use crate::server::apply::{self, ApplyError, LeaseLookup};
+use crate::server::watch::WatchHub;
 use crate::server::{WriteRequest, WriteResponse};
 use futures::channel::oneshot;
 use futures::future::{FutureExt, LocalBoxFuture};
@@ -83,6 +84,7 @@ where
     let store = Arc::new(Store::open(db).map_err(|e| NodeError::Storage(e.to_string()))?);
     let membership = super::members::load_or_bootstrap(&store, &config)?;
     let (inbox, commands) = flume::bounded(config.inbox_capacity.max(1));
+    let store_rev = store.current_rev();
     let shared = Arc::new(Shared {
         inbox,
         store,
@@ -95,6 +97,7 @@ where
         db_path,
         poisoned: AtomicBool::new(false),
         thread: Mutex::new(None),
+        watch: Arc::new(WatchHub::new(store_rev)),
     });
     let placement = match config.node_core {
         Some(core) => Placement::Fixed(core),
@@ -642,6 +645,8 @@ impl<D: LogDirectory + 'static> Node<D> {
         };
         let mut answers = Vec::new();
         let mut started = Vec::new();
+        // Every change of the batch, in revision order, for the watch hub.
+        let mut changes = Vec::new();
         for entry in &committed {
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 // Leader no-ops and (for now, never proposed) conf changes only move the index.
@@ -659,6 +664,7 @@ impl<D: LogDirectory + 'static> Node<D> {
             };
             match apply::apply(&mut write, &request, &leases) {
                 Ok(applied) => {
+                    changes.extend(applied.changes);
                     let physical = matches!(&request, WriteRequest::Compaction(c) if c.physical);
                     if let Some(rev) = applied.compaction {
                         started.push((rev, physical.then_some(id), applied.response.clone()));
@@ -689,6 +695,9 @@ impl<D: LogDirectory + 'static> Node<D> {
         self.raw.advance_apply_to(last);
         // Before any reply, so a caller that saw its write applied sees it in the status too.
         self.publish_status();
+        // After the view showing the batch is published, so a watcher catching up from the store
+        // and the hub agree on what exists; one call per batch keeps the hub's lock cheap.
+        self.shared.watch.notify(store.current_rev(), &changes);
         let term = self.raw.raft.term;
         for (id, answer) in answers {
             if let Some(reply) = self.waiters.remove(&id) {

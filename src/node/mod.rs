@@ -231,6 +231,8 @@ pub(crate) struct Shared {
     /// Set when a WAL or B+tree sync failed: no write is accepted or acknowledged again.
     pub poisoned: AtomicBool,
     pub thread: Mutex<Option<glommio::ExecutorJoinHandle<()>>>,
+    /// The watchers; the node hands it every applied batch's changes.
+    pub watch: Arc<crate::server::watch::WatchHub>,
 }
 
 impl Shared {
@@ -296,6 +298,11 @@ impl NodeHandle {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.shared.store
+    }
+
+    /// The watch hub the node feeds with every applied batch.
+    pub fn watch_hub(&self) -> &Arc<crate::server::watch::WatchHub> {
+        &self.shared.watch
     }
 
     pub fn status(&self) -> NodeStatus {

@@ -11,6 +11,7 @@
 //! - [`error`]: [`Error`], an etcd error for the client or a fatal store failure for the node.
 //! - [`alarm`]: the active alarms (the `alarm` tree) and what NOSPACE refuses; [`quota`]: etcd's
 //!   cost estimate of a write against the space quota.
+//! - [`watch`]: the watch hub fed by the node, watchers and their catch-up from the store.
 //!
 //! Requests are validated before they are proposed ([`apply::validate`]): a request that reaches
 //! the log is applied whole or, for errors only known at apply time (lease not found, compacted
@@ -24,6 +25,7 @@ pub mod quota;
 pub mod range;
 pub mod txn;
 pub mod validate;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;

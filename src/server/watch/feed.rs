@@ -1,0 +1,68 @@
+//! What a watch stream sends next: the hub's queued deliveries first, then one catch-up step of
+//! a watcher that fell behind (read from the store), until nothing is pending.
+//!
+//! The gRPC stream task and the unit tests drive the same function, so the ordering rules are
+//! tested where they are implemented. This module must never wait or write; it reads one
+//! bounded batch of history per call.
+
+use keelson_storage::mvcc::Store;
+
+use super::history::{self, HistoryError};
+use super::hub::{Delivery, WatchHub};
+
+/// The next thing a stream must send.
+#[derive(Debug, PartialEq)]
+pub enum Output {
+    /// Events for one watcher, in revision order after everything sent to it before.
+    Events(Delivery),
+    /// The watcher wanted history below the compaction; it has been removed from the hub.
+    Compacted {
+        watch_id: i64,
+        compact_rev: i64,
+        rev: i64,
+    },
+    /// The store could not be read; the stream must end.
+    Broken(String),
+}
+
+/// The next output of `stream`, or `None` when it has nothing pending.
+pub fn next(hub: &WatchHub, store: &Store, stream: u64) -> Option<Output> {
+    loop {
+        if let Some(delivery) = hub.pop(stream) {
+            return Some(Output::Events(delivery));
+        }
+        let watcher = hub.first_unsynced(stream)?;
+        let view = store.view();
+        match history::read(&view, &watcher.spec, watcher.next_rev) {
+            Ok(read) => {
+                // The caller sends these before asking again, and anything the hub queues after
+                // this resync is newer than `read_to`: order holds across the switch.
+                hub.resync(stream, watcher.watch_id, read.read_to);
+                if !read.events.is_empty() {
+                    return Some(Output::Events(Delivery {
+                        watch_id: watcher.watch_id,
+                        rev: view.rev(),
+                        events: read.events,
+                    }));
+                }
+            }
+            Err(HistoryError::Compacted(compact_rev)) => {
+                hub.cancel(stream, watcher.watch_id);
+                return Some(Output::Compacted {
+                    watch_id: watcher.watch_id,
+                    compact_rev,
+                    rev: view.rev(),
+                });
+            }
+            Err(HistoryError::Store(why)) => return Some(Output::Broken(why)),
+        }
+    }
+}
+
+/// Fills in each event's prev_kv (for watchers that asked).
+pub fn with_prev_kv(store: &Store, delivery: &mut Delivery) {
+    let view = store.view();
+    for event in &mut delivery.events {
+        event.prev_kv = history::prev_kv(store, &view, event);
+    }
+}

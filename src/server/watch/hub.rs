@@ -1,0 +1,310 @@
+//! The watch hub: every watcher of every stream, and the hand-off of committed changes from the
+//! node thread to the gRPC tasks that send them (etcd's `watchableStore` synced/unsynced groups).
+//!
+//! The node calls [`WatchHub::notify`] once per applied batch, after the batch's view is
+//! published. Each stream has a queue of [`Delivery`]s and a wake-up; each watcher may hold at
+//! most [`WATCHER_BUFFER_RESPONSES`] of them. A watcher whose buffer is full becomes *unsynced*
+//! instead of losing events: it keeps `next_rev`, the first revision it has not been handed, and
+//! its stream task catches it up from the store ([`super::history`]) and then calls
+//! [`WatchHub::resync`]. Invariant for every watcher: every matching event below `next_rev` has
+//! been queued (or sent), none at or above it has.
+//!
+//! This module must never block on a consumer (the node calls it), never read the store, and
+//! never drop an event of a live watcher.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use keelson_proto::mvccpb::Event;
+use keelson_storage::mvcc::Change;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::watcher::{WatchSpec, change_rev, to_event};
+
+/// Responses a watcher may have waiting in its stream's queue before it is switched to catching
+/// up from the store (etcd's `chanBufLen` is 128 per stream; this is per watcher).
+pub const WATCHER_BUFFER_RESPONSES: usize = 64;
+
+/// A watch id chosen by the server (etcd's `AutoWatchID`).
+pub const AUTO_WATCH_ID: i64 = 0;
+
+/// Events for one watcher, all of revisions up to `rev`, never splitting a revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub watch_id: i64,
+    /// The store revision the events were published at (the response header's revision).
+    pub rev: i64,
+    pub events: Vec<Event>,
+}
+
+/// Why a watcher could not be created; the message is etcd's `cancel_reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    EmptyRange,
+    DuplicateId,
+}
+
+impl CreateError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            CreateError::EmptyRange => "mvcc: watcher range is empty",
+            CreateError::DuplicateId => "mvcc: duplicate watch ID provided on the WatchStream",
+        }
+    }
+}
+
+/// A watcher that is catching up from the store.
+#[derive(Clone, Debug)]
+pub struct Unsynced {
+    pub watch_id: i64,
+    pub next_rev: i64,
+    pub spec: WatchSpec,
+}
+
+struct WatcherState {
+    spec: WatchSpec,
+    synced: bool,
+    next_rev: i64,
+    queued: usize,
+}
+
+struct StreamState {
+    watchers: BTreeMap<i64, WatcherState>,
+    next_id: i64,
+    queue: VecDeque<Delivery>,
+    wake: Arc<Notify>,
+}
+
+struct HubState {
+    /// The newest revision notified.
+    rev: i64,
+    next_stream: u64,
+    streams: HashMap<u64, StreamState>,
+}
+
+/// Every watcher, shared by the node thread and the gRPC tasks.
+pub struct WatchHub {
+    state: Mutex<HubState>,
+}
+
+impl std::fmt::Debug for WatchHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchHub")
+            .field("rev", &self.rev())
+            .finish()
+    }
+}
+
+/// A registered stream: its id in the hub and what wakes its task.
+#[derive(Clone, Debug)]
+pub struct StreamHandle {
+    pub id: u64,
+    pub wake: Arc<Notify>,
+}
+
+impl WatchHub {
+    /// A hub for a store whose newest revision is `rev`.
+    pub fn new(rev: i64) -> WatchHub {
+        WatchHub {
+            state: Mutex::new(HubState {
+                rev,
+                next_stream: 0,
+                streams: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The newest revision handed to the hub.
+    pub fn rev(&self) -> i64 {
+        self.state.lock().rev
+    }
+
+    pub fn open_stream(&self) -> StreamHandle {
+        let mut state = self.state.lock();
+        let id = state.next_stream;
+        state.next_stream += 1;
+        let wake = Arc::new(Notify::new());
+        state.streams.insert(
+            id,
+            StreamState {
+                watchers: BTreeMap::new(),
+                next_id: 0,
+                queue: VecDeque::new(),
+                wake: wake.clone(),
+            },
+        );
+        StreamHandle { id, wake }
+    }
+
+    /// Forgets a stream and all its watchers.
+    pub fn close_stream(&self, stream: u64) {
+        self.state.lock().streams.remove(&stream);
+    }
+
+    /// Watchers registered across all streams (for tests and status).
+    pub fn watcher_count(&self) -> usize {
+        let state = self.state.lock();
+        state.streams.values().map(|s| s.watchers.len()).sum()
+    }
+
+    /// Registers a watcher (etcd's `watchStream.Watch`): returns its id and the hub revision at
+    /// creation (the created response's header revision). `start_rev` 0 means "after now"; a
+    /// start at or below the current revision makes the watcher catch up from the store first.
+    pub fn add_watcher(
+        &self,
+        stream: u64,
+        requested_id: i64,
+        spec: WatchSpec,
+        start_rev: i64,
+    ) -> Result<(i64, i64), CreateError> {
+        if spec.is_empty_range() {
+            return Err(CreateError::EmptyRange);
+        }
+        let mut state = self.state.lock();
+        let rev = state.rev;
+        let Some(s) = state.streams.get_mut(&stream) else {
+            // The stream is closing; nothing will ever read this watcher.
+            return Err(CreateError::DuplicateId);
+        };
+        let id = if requested_id == AUTO_WATCH_ID {
+            while s.watchers.contains_key(&s.next_id) {
+                s.next_id += 1;
+            }
+            s.next_id += 1;
+            s.next_id - 1
+        } else if s.watchers.contains_key(&requested_id) {
+            return Err(CreateError::DuplicateId);
+        } else {
+            requested_id
+        };
+        let next_rev = if start_rev == 0 { rev + 1 } else { start_rev };
+        let synced = next_rev > rev;
+        s.watchers.insert(
+            id,
+            WatcherState {
+                spec,
+                synced,
+                next_rev,
+                queued: 0,
+            },
+        );
+        if !synced {
+            s.wake.notify_one();
+        }
+        Ok((id, rev))
+    }
+
+    /// Removes a watcher and whatever is queued for it. False if it did not exist.
+    pub fn cancel(&self, stream: u64, watch_id: i64) -> bool {
+        let mut state = self.state.lock();
+        let Some(s) = state.streams.get_mut(&stream) else {
+            return false;
+        };
+        let existed = s.watchers.remove(&watch_id).is_some();
+        if existed {
+            s.queue.retain(|d| d.watch_id != watch_id);
+        }
+        existed
+    }
+
+    /// Hands a committed batch to the watchers: `changes` in revision order, `rev` the store's
+    /// revision after the batch. Called by the node once per applied batch, after publishing the
+    /// view that shows it. Never waits on a consumer.
+    pub fn notify(&self, rev: i64, changes: &[Change]) {
+        let mut state = self.state.lock();
+        if rev <= state.rev && changes.is_empty() {
+            return;
+        }
+        state.rev = state.rev.max(rev);
+        for s in state.streams.values_mut() {
+            let mut woke = false;
+            for (id, w) in s.watchers.iter_mut() {
+                if !w.synced {
+                    continue;
+                }
+                let events: Vec<Event> = changes
+                    .iter()
+                    .filter(|c| change_rev(c) >= w.next_rev && w.spec.wants(c))
+                    .map(to_event)
+                    .collect();
+                if events.is_empty() {
+                    w.next_rev = w.next_rev.max(rev + 1);
+                    continue;
+                }
+                if w.queued >= WATCHER_BUFFER_RESPONSES {
+                    // Keep next_rev: the store has everything from there on; the stream task
+                    // reads it back once the consumer has drained the queue.
+                    w.synced = false;
+                    woke = true;
+                    continue;
+                }
+                w.queued += 1;
+                w.next_rev = w.next_rev.max(rev + 1);
+                s.queue.push_back(Delivery {
+                    watch_id: *id,
+                    rev,
+                    events,
+                });
+                woke = true;
+            }
+            if woke {
+                s.wake.notify_one();
+            }
+        }
+    }
+
+    /// The oldest delivery queued for a stream.
+    pub fn pop(&self, stream: u64) -> Option<Delivery> {
+        let mut state = self.state.lock();
+        let s = state.streams.get_mut(&stream)?;
+        let delivery = s.queue.pop_front()?;
+        if let Some(w) = s.watchers.get_mut(&delivery.watch_id) {
+            w.queued = w.queued.saturating_sub(1);
+        }
+        Some(delivery)
+    }
+
+    /// A watcher of the stream that must catch up from the store and has nothing queued (so
+    /// what the store gives it follows what was sent, in order).
+    pub fn first_unsynced(&self, stream: u64) -> Option<Unsynced> {
+        let state = self.state.lock();
+        let s = state.streams.get(&stream)?;
+        s.watchers
+            .iter()
+            .find(|(_, w)| !w.synced && w.queued == 0)
+            .map(|(id, w)| Unsynced {
+                watch_id: *id,
+                next_rev: w.next_rev,
+                spec: w.spec.clone(),
+            })
+    }
+
+    /// After a catch-up that sent every matching event up to `read_to`: the watcher rejoins the
+    /// synced group if nothing newer was notified meanwhile, else continues from `read_to + 1`.
+    /// Returns whether it is synced now.
+    pub fn resync(&self, stream: u64, watch_id: i64, read_to: i64) -> bool {
+        let mut state = self.state.lock();
+        let rev = state.rev;
+        let Some(w) = state
+            .streams
+            .get_mut(&stream)
+            .and_then(|s| s.watchers.get_mut(&watch_id))
+        else {
+            return true;
+        };
+        w.next_rev = w.next_rev.max(read_to + 1);
+        if read_to >= rev {
+            w.synced = true;
+        }
+        w.synced
+    }
+
+    /// The revision to report in a progress notification for a watcher, if it is synced (etcd
+    /// sends progress only to synced watchers: an unsynced one has events still to come).
+    pub fn progress(&self, stream: u64, watch_id: i64) -> Option<i64> {
+        let state = self.state.lock();
+        let w = state.streams.get(&stream)?.watchers.get(&watch_id)?;
+        (w.synced && w.queued == 0).then_some(state.rev)
+    }
+}
