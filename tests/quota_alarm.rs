@@ -191,3 +191,42 @@ fn nospace_alarm_like_etcd_and_survives_restart() {
             .is_empty()
     );
 }
+
+/// Keelson enforces only NOSPACE, so raising another alarm is refused rather than stored as a
+/// promise it cannot keep (etcd would store it); listing and clearing work on a fresh server.
+#[test]
+fn only_nospace_can_be_raised() {
+    use keelson_proto::etcdserverpb::AlarmRequest;
+    let server = Server::start(Kind::Keelson);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let channel = common::connect(&server.endpoint()).await.unwrap();
+        let mut maintenance = MaintenanceClient::new(channel);
+        for (action, alarm) in [(1, 2), (1, 0), (7, 1)] {
+            let request = AlarmRequest {
+                action,
+                member_id: 1,
+                alarm,
+            };
+            let status = maintenance.alarm(request).await.unwrap_err();
+            assert_eq!(
+                status.code(),
+                tonic::Code::Unimplemented,
+                "{action} {alarm}"
+            );
+        }
+        for action in [0, 2] {
+            let request = AlarmRequest {
+                action,
+                member_id: 1,
+                alarm: 1,
+            };
+            let response = maintenance.alarm(request).await.unwrap().into_inner();
+            assert!(response.alarms.is_empty());
+            assert!(
+                response.header.is_none(),
+                "etcd's AlarmResponse has no header"
+            );
+        }
+    });
+}
