@@ -7,15 +7,15 @@
 mod common;
 
 use common::{Kind, Server};
+use keelson_proto::etcdserverpb::auth_client::AuthClient;
 use keelson_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use keelson_proto::etcdserverpb::kv_client::KvClient;
-use keelson_proto::etcdserverpb::lease_client::LeaseClient;
 use keelson_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keelson_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use keelson_proto::etcdserverpb::request_op::Request as Op;
 use keelson_proto::etcdserverpb::response_op::Response as OpResponse;
 use keelson_proto::etcdserverpb::{
-    CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
+    AuthUserListRequest, CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
     RequestOp, StatusRequest, TxnRequest,
 };
 use tonic::Code;
@@ -326,10 +326,10 @@ fn status_and_unserved_services() {
         assert_eq!(status.version, "3.4.23");
         assert_eq!(status.leader, status.header.unwrap().member_id);
         assert!(status.raft_index > 0 && status.db_size > 0);
-        let lease = LeaseClient::new(channel)
-            .lease_grant(LeaseGrantRequest { ttl: 10, id: 0 })
+        let auth = AuthClient::new(channel)
+            .user_list(AuthUserListRequest {})
             .await;
-        assert_eq!(lease.unwrap_err().code(), Code::Unimplemented);
+        assert_eq!(auth.unwrap_err().code(), Code::Unimplemented);
     });
 }
 

@@ -2,8 +2,9 @@
 //!
 //! - [`kv`]: Range from a store view, writes proposed through the node.
 //! - [`maintenance`], [`cluster`]: Status, Alarm and MemberList; other calls UNIMPLEMENTED.
+//! - [`lease`]: grant and revoke through the node, keep-alive and reads from its lessor.
 //! - [`watch`]: the Watch stream over the node's watch hub.
-//! - Lease and Auth are not served yet: tonic answers UNIMPLEMENTED for every call of a
+//! - Auth is not served yet: tonic answers UNIMPLEMENTED for every call of a
 //!   service that is not registered, which is exactly what they must answer for now.
 //! - [`quota`]: the space quota checked before proposing a write (raises NOSPACE).
 //! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
@@ -15,6 +16,7 @@
 pub mod cluster;
 pub mod header;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod quota;
 pub mod size_limit;
@@ -29,6 +31,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use futures_util::stream::{self, StreamExt};
 use keelson_proto::etcdserverpb::cluster_server::ClusterServer;
 use keelson_proto::etcdserverpb::kv_server::KvServer;
+use keelson_proto::etcdserverpb::lease_server::LeaseServer;
 use keelson_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use keelson_proto::etcdserverpb::watch_server::WatchServer;
 use tonic::transport::Server;
@@ -41,6 +44,7 @@ use crate::server::apply::Limits;
 
 use self::cluster::ClusterService;
 use self::kv::KvService;
+use self::lease::LeaseService;
 use self::maintenance::MaintenanceService;
 use self::size_limit::SizeLimit;
 use self::watch::WatchService;
@@ -132,12 +136,15 @@ pub async fn serve(
         limits.max_request_bytes,
     ))
     .max_decoding_message_size(tonic_limit);
+    let lease =
+        LeaseServer::new(LeaseService::new(node.clone())).max_decoding_message_size(tonic_limit);
     let cluster =
         ClusterServer::new(ClusterService::new(node)).max_decoding_message_size(tonic_limit);
     Server::builder()
         .add_service(SizeLimit::new(kv, receive_limit))
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))
+        .add_service(SizeLimit::new(lease, receive_limit))
         .add_service(SizeLimit::new(watch, receive_limit))
         .serve_with_incoming_shutdown(
             stream::select_all(listeners.incomings.into_iter().map(|i| i.boxed())),

@@ -21,14 +21,15 @@ use super::members::Membership;
 use super::{Command, NodeConfig, NodeError, NodeStatus, Shared, codec};
 use crate::errors::EtcdError;
 use crate::raft::{self as core, ConfState, Entry, EntryType, HardState, LogStore, RawNode};
-use crate::server::apply::{self, ApplyError, LeaseLookup};
+use crate::server::apply::{self, ApplyError};
+use crate::server::lessor::{Lessor, min_ttl_seconds};
 use crate::server::watch::WatchHub;
 use crate::server::{WriteRequest, WriteResponse};
 use futures::channel::oneshot;
 use futures::future::{FutureExt, LocalBoxFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
-use keelson_proto::etcdserverpb::ResponseHeader;
+use keelson_proto::etcdserverpb::{LeaseCheckpointRequest, LeaseRevokeRequest, ResponseHeader};
 use keelson_storage::btree::Database;
 use keelson_storage::io::{GlommioDirectory, LogDirectory};
 use keelson_storage::mvcc::{CompactionJob, Store};
@@ -84,6 +85,10 @@ where
     let store = Arc::new(Store::open(db).map_err(|e| NodeError::Storage(e.to_string()))?);
     let membership = super::members::load_or_bootstrap(&store, &config)?;
     let (inbox, commands) = flume::bounded(config.inbox_capacity.max(1));
+    // Before the WAL replay, which brings the lessor up to date like any other apply.
+    let min_ttl = min_ttl_seconds(config.election_ticks, config.tick_interval);
+    let lessor =
+        Lessor::restore(&store, min_ttl, std::time::Instant::now()).map_err(NodeError::Storage)?;
     let store_rev = store.current_rev();
     let shared = Arc::new(Shared {
         inbox,
@@ -97,6 +102,7 @@ where
         db_path,
         poisoned: AtomicBool::new(false),
         thread: Mutex::new(None),
+        lessor: Mutex::new(lessor),
         watch: Arc::new(WatchHub::new(store_rev)),
     });
     let placement = match config.node_core {
@@ -141,26 +147,6 @@ where
             };
             Err(NodeError::Thread(why))
         }
-    }
-}
-
-/// The leases the lessor knows. No lessor yet: only leases present in the lease tree exist.
-struct TreeLeases<'a> {
-    store: &'a Store,
-}
-
-/// etcd's lease tree key: the id as 8 bytes big-endian.
-fn lease_key(id: i64) -> [u8; 8] {
-    id.to_be_bytes()
-}
-
-impl LeaseLookup for TreeLeases<'_> {
-    fn exists(&self, id: i64) -> bool {
-        let view = self.store.view();
-        matches!(
-            view.txn().get(schema::TREE_LEASE, &lease_key(id)),
-            Ok(Some(_))
-        )
     }
 }
 
@@ -394,6 +380,7 @@ impl<D: LogDirectory + 'static> Node<D> {
                     self.retry_reads();
                     self.send_reads();
                     self.mark_durable();
+                    self.lease_tick();
                 }
                 Event::Persisted(number, Ok(())) => {
                     self.raw.on_persist_ready(number);
@@ -634,7 +621,10 @@ impl<D: LogDirectory + 'static> Node<D> {
             return;
         }
         let store = self.shared.store.clone();
-        let leases = TreeLeases { store: &store };
+        let shared = self.shared.clone();
+        // Held for the batch: apply decides from the lessor and updates it entry by entry.
+        let mut lessor = shared.lessor.lock();
+        let now = std::time::Instant::now();
         let mut write = match store.begin_write() {
             Ok(write) => write,
             Err(e) => {
@@ -662,8 +652,9 @@ impl<D: LogDirectory + 'static> Node<D> {
                     return;
                 }
             };
-            match apply::apply(&mut write, &request, &leases) {
+            match apply::apply(&mut write, &request, &*lessor) {
                 Ok(applied) => {
+                    lessor.applied(&request, &applied.changes, now);
                     changes.extend(applied.changes);
                     let physical = matches!(&request, WriteRequest::Compaction(c) if c.physical);
                     if let Some(rev) = applied.compaction {
@@ -721,6 +712,9 @@ impl<D: LogDirectory + 'static> Node<D> {
             WriteResponse::DeleteRange(r) => &mut r.header,
             WriteResponse::Txn(r) => &mut r.header,
             WriteResponse::Compaction(r) => &mut r.header,
+            WriteResponse::LeaseGrant(r) => &mut r.header,
+            WriteResponse::LeaseRevoke(r) => &mut r.header,
+            WriteResponse::LeaseCheckpoint(r) => &mut r.header,
             // etcd answers alarms without a header.
             WriteResponse::Alarm(_) => return response,
         };
@@ -729,6 +723,34 @@ impl<D: LogDirectory + 'static> Node<D> {
         header.member_id = self.member_id;
         header.raft_term = term;
         response
+    }
+
+    /// The leader's lease duties, decided from its clock: expired leases are revoked and due
+    /// checkpoints written, both by proposing through the log (never by changing the store
+    /// here). Nobody waits for these proposals; an expired lease not revoked in time is handed
+    /// out again by the lessor.
+    fn lease_tick(&mut self) {
+        if self.raw.raft.state != core::StateRole::Leader || self.shared.is_poisoned() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let (expired, checkpoints) = {
+            let mut lessor = self.shared.lessor.lock();
+            (lessor.expired(now), lessor.checkpoints_due(now))
+        };
+        let mut requests: Vec<WriteRequest> = expired
+            .into_iter()
+            .map(|id| WriteRequest::LeaseRevoke(LeaseRevokeRequest { id }))
+            .collect();
+        if !checkpoints.is_empty() {
+            requests.push(WriteRequest::LeaseCheckpoint(LeaseCheckpointRequest {
+                checkpoints,
+            }));
+        }
+        for request in requests {
+            let (reply, _unwatched) = oneshot::channel();
+            self.propose(request, reply);
+        }
     }
 
     /// One batch of the oldest physical compaction, in its own transaction.

@@ -3,8 +3,9 @@
 //!
 //! Layout: one kind byte, the proposer's request id (u64 big-endian), then the prost encoding of
 //! the etcd request message (`PutRequest`, `DeleteRangeRequest`, `TxnRequest`,
-//! `CompactionRequest` or `AlarmRequest`). An empty `data` is raft-rs's leader no-op. Owns only
-//! this format; never applies or validates requests.
+//! `CompactionRequest` or `AlarmRequest`, or a lease request: `LeaseGrantRequest`,
+//! `LeaseRevokeRequest`, `LeaseCheckpointRequest`). An empty `data` is raft-rs's leader no-op.
+//! Owns only this format; never applies or validates requests.
 
 use crate::server::WriteRequest;
 use prost::Message;
@@ -14,6 +15,9 @@ pub const KIND_DELETE_RANGE: u8 = 2;
 pub const KIND_TXN: u8 = 3;
 pub const KIND_COMPACTION: u8 = 4;
 pub const KIND_ALARM: u8 = 10;
+pub const KIND_LEASE_GRANT: u8 = 20;
+pub const KIND_LEASE_REVOKE: u8 = 21;
+pub const KIND_LEASE_CHECKPOINT: u8 = 22;
 /// Kind byte plus request id.
 pub const HEADER_BYTES: usize = 1 + 8;
 
@@ -24,6 +28,9 @@ pub fn encode(id: u64, request: &WriteRequest) -> Vec<u8> {
         WriteRequest::DeleteRange(r) => (KIND_DELETE_RANGE, r.encode_to_vec()),
         WriteRequest::Txn(r) => (KIND_TXN, r.encode_to_vec()),
         WriteRequest::Compaction(r) => (KIND_COMPACTION, r.encode_to_vec()),
+        WriteRequest::LeaseGrant(r) => (KIND_LEASE_GRANT, r.encode_to_vec()),
+        WriteRequest::LeaseRevoke(r) => (KIND_LEASE_REVOKE, r.encode_to_vec()),
+        WriteRequest::LeaseCheckpoint(r) => (KIND_LEASE_CHECKPOINT, r.encode_to_vec()),
         WriteRequest::Alarm(r) => (KIND_ALARM, r.encode_to_vec()),
     };
     let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
@@ -46,6 +53,11 @@ pub fn decode(data: &[u8]) -> Result<(u64, WriteRequest), String> {
         KIND_DELETE_RANGE => WriteRequest::DeleteRange(Message::decode(body).map_err(error)?),
         KIND_TXN => WriteRequest::Txn(Message::decode(body).map_err(error)?),
         KIND_COMPACTION => WriteRequest::Compaction(Message::decode(body).map_err(error)?),
+        KIND_LEASE_GRANT => WriteRequest::LeaseGrant(Message::decode(body).map_err(error)?),
+        KIND_LEASE_REVOKE => WriteRequest::LeaseRevoke(Message::decode(body).map_err(error)?),
+        KIND_LEASE_CHECKPOINT => {
+            WriteRequest::LeaseCheckpoint(Message::decode(body).map_err(error)?)
+        }
         KIND_ALARM => WriteRequest::Alarm(Message::decode(body).map_err(error)?),
         kind => return Err(format!("unknown entry kind {kind}")),
     };

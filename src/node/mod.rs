@@ -231,6 +231,8 @@ pub(crate) struct Shared {
     /// Set when a WAL or B+tree sync failed: no write is accepted or acknowledged again.
     pub poisoned: AtomicBool,
     pub thread: Mutex<Option<glommio::ExecutorJoinHandle<()>>>,
+    /// The leases: updated by the apply loop, renewed and read by the Lease service.
+    pub lessor: Mutex<crate::server::lessor::Lessor>,
     /// The watchers; the node hands it every applied batch's changes.
     pub watch: Arc<crate::server::watch::WatchHub>,
 }
@@ -303,6 +305,12 @@ impl NodeHandle {
     /// The watch hub the node feeds with every applied batch.
     pub fn watch_hub(&self) -> &Arc<crate::server::watch::WatchHub> {
         &self.shared.watch
+    }
+
+    /// The lessor. Keep-alives renew here directly, as etcd renews without a log entry; every
+    /// other lease change must be proposed.
+    pub fn lessor(&self) -> &Mutex<crate::server::lessor::Lessor> {
+        &self.shared.lessor
     }
 
     pub fn status(&self) -> NodeStatus {

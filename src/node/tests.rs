@@ -41,6 +41,9 @@ fn revision(response: &WriteResponse) -> i64 {
         WriteResponse::DeleteRange(r) => r.header.as_ref().unwrap().revision,
         WriteResponse::Txn(r) => r.header.as_ref().unwrap().revision,
         WriteResponse::Compaction(r) => r.header.as_ref().unwrap().revision,
+        WriteResponse::LeaseGrant(r) => r.header.as_ref().unwrap().revision,
+        WriteResponse::LeaseRevoke(r) => r.header.as_ref().unwrap().revision,
+        WriteResponse::LeaseCheckpoint(r) => r.header.as_ref().unwrap().revision,
         WriteResponse::Alarm(_) => panic!("an alarm response has no revision"),
     }
 }

@@ -25,6 +25,10 @@ pub use super::validate::{Limits, validate};
 /// Which leases exist, as the lessor knows them when the entry is applied.
 pub trait LeaseLookup {
     fn exists(&self, id: i64) -> bool;
+    /// The keys attached to lease `id`, in key order (what its revocation deletes).
+    fn keys(&self, id: i64) -> Vec<Vec<u8>>;
+    /// The smallest TTL a grant gets, in seconds.
+    fn min_ttl(&self) -> i64;
 }
 
 /// The outcome of applying one request.
@@ -64,6 +68,9 @@ pub fn apply(
     }
     // Before any other check, as etcd's capped applier wraps the whole applier.
     super::alarm::check_capped(write, request)?;
+    if let Some(applied) = super::lease_apply::apply_lease(write, request, leases) {
+        return applied;
+    }
     write.begin_request();
     let response = match request {
         WriteRequest::Put(put) => check_put(write, put, leases)
@@ -73,7 +80,11 @@ pub fn apply(
             delete_op(write, delete, false).map(WriteResponse::DeleteRange)
         }
         WriteRequest::Txn(txn) => apply_txn(write, txn, leases).map(WriteResponse::Txn),
-        WriteRequest::Compaction(_) | WriteRequest::Alarm(_) => unreachable!("handled above"),
+        WriteRequest::Compaction(_)
+        | WriteRequest::LeaseGrant(_)
+        | WriteRequest::LeaseRevoke(_)
+        | WriteRequest::LeaseCheckpoint(_)
+        | WriteRequest::Alarm(_) => unreachable!("handled above"),
     };
     // Closed on success and on an etcd error alike (nothing was written then, so the revision
     // does not move); after a fatal error the write is abandoned anyway.
@@ -93,6 +104,9 @@ fn set_revision(response: &mut WriteResponse, revision: i64) {
         WriteResponse::DeleteRange(delete) => &mut delete.header,
         WriteResponse::Txn(txn) => &mut txn.header,
         WriteResponse::Compaction(compaction) => &mut compaction.header,
+        WriteResponse::LeaseGrant(grant) => &mut grant.header,
+        WriteResponse::LeaseRevoke(revoke) => &mut revoke.header,
+        WriteResponse::LeaseCheckpoint(checkpoint) => &mut checkpoint.header,
         // etcd's AlarmResponse has no header.
         WriteResponse::Alarm(_) => return,
     };

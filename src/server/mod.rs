@@ -9,9 +9,11 @@
 //! - [`txn`]: a txn's compares and the branch each (nested) txn takes.
 //! - [`validate`]: the stateless checks etcd makes before proposing ([`apply::validate`]).
 //! - [`error`]: [`Error`], an etcd error for the client or a fatal store failure for the node.
+//! - [`lessor`]: the leases in memory (expiry, attached keys, checkpoints); [`lease_apply`]:
+//!   LeaseGrant / LeaseRevoke / LeaseCheckpoint applied to the store.
+//! - [`watch`]: the watch hub fed by the node, watchers and their catch-up from the store.
 //! - [`alarm`]: the active alarms (the `alarm` tree) and what NOSPACE refuses; [`quota`]: etcd's
 //!   cost estimate of a write against the space quota.
-//! - [`watch`]: the watch hub fed by the node, watchers and their catch-up from the store.
 //!
 //! Requests are validated before they are proposed ([`apply::validate`]): a request that reaches
 //! the log is applied whole or, for errors only known at apply time (lease not found, compacted
@@ -21,6 +23,8 @@
 pub mod alarm;
 pub mod apply;
 pub mod error;
+pub mod lease_apply;
+pub mod lessor;
 pub mod quota;
 pub mod range;
 pub mod txn;
@@ -37,6 +41,10 @@ use keelson_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, TxnRequest, TxnResponse,
 };
+use keelson_proto::etcdserverpb::{
+    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse,
+};
 
 /// A request that changes state, so it goes through the Raft log.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +53,11 @@ pub enum WriteRequest {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compaction(CompactionRequest),
+    /// Its id is never 0 in the log: the API picks one before proposing.
+    LeaseGrant(LeaseGrantRequest),
+    LeaseRevoke(LeaseRevokeRequest),
+    /// Remaining TTLs the leader persists, so a restart does not extend leases.
+    LeaseCheckpoint(LeaseCheckpointRequest),
     /// Raise, clear or list alarms (etcd proposes all three through the log).
     Alarm(AlarmRequest),
 }
@@ -57,6 +70,9 @@ pub enum WriteResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
     /// Carries no header, as in etcd.
     Alarm(AlarmResponse),
 }

@@ -57,6 +57,9 @@ pub fn validate(request: &WriteRequest, limits: &Limits) -> Result<(), EtcdError
             txn.encoded_len()
         }
         WriteRequest::Compaction(compaction) => compaction.encoded_len(),
+        WriteRequest::LeaseGrant(grant) => grant.encoded_len(),
+        WriteRequest::LeaseRevoke(revoke) => revoke.encoded_len(),
+        WriteRequest::LeaseCheckpoint(checkpoint) => checkpoint.encoded_len(),
         WriteRequest::Alarm(alarm) => alarm.encoded_len(),
     };
     let framed = INTERNAL_REQUEST_HEADER_BYTES

@@ -1,0 +1,251 @@
+//! The Lease service (etcd 3.4's `v3rpc/lease.go` with the `EtcdServer` lease calls behind it).
+//!
+//! LeaseGrant and LeaseRevoke are proposed through the node, so they are answered only once
+//! applied. LeaseKeepAlive renews in the lessor directly, like etcd's leader (no log entry);
+//! LeaseTimeToLive and LeaseLeases read the lessor. This module must never change the store, nor
+//! change a lease except by a renewal or a proposal.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use keelson_proto::etcdserverpb::lease_server::Lease;
+use keelson_proto::etcdserverpb::{
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::header::fill_header;
+use crate::api::status::etcd_status;
+use crate::node::NodeHandle;
+use crate::server::{WriteRequest, WriteResponse};
+
+/// Keep-alive responses buffered per stream before reading more requests waits for the client.
+const KEEPALIVE_RESPONSE_BUFFER: usize = 256;
+/// etcd's `idutil`: bits of the id after the member prefix (timestamp and counter).
+const ID_SUFFIX_BITS: u32 = 48;
+/// etcd's `idutil`: bits of the counter below the timestamp.
+const ID_COUNTER_BITS: u32 = 8;
+/// etcd keeps only positive ids: `Next() & (1<<63 - 1)`.
+const ID_POSITIVE_MASK: u64 = (1 << 63) - 1;
+
+/// etcd's `idutil.Generator`: the low 16 bits of the member id, then the start time in
+/// milliseconds (40 bits) and a counter (8 bits) that together increase by one per id. Unique
+/// per member without coordination; never 0 once masked positive (the prefix or time is set).
+pub struct IdGenerator {
+    prefix: u64,
+    suffix: AtomicU64,
+}
+
+impl IdGenerator {
+    pub fn new(member_id: u64, unix_millis: u64) -> IdGenerator {
+        let low = |v: u64, bits: u32| v & ((1u64 << bits) - 1);
+        IdGenerator {
+            prefix: (member_id & 0xffff) << ID_SUFFIX_BITS,
+            suffix: AtomicU64::new(
+                low(unix_millis, ID_SUFFIX_BITS - ID_COUNTER_BITS) << ID_COUNTER_BITS,
+            ),
+        }
+    }
+
+    pub fn next(&self) -> i64 {
+        let suffix = self.suffix.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.prefix | (suffix & ((1u64 << ID_SUFFIX_BITS) - 1));
+        (id & ID_POSITIVE_MASK) as i64
+    }
+}
+
+/// etcd's Lease service over a node.
+pub struct LeaseService {
+    node: NodeHandle,
+    ids: IdGenerator,
+}
+
+impl LeaseService {
+    pub fn new(node: NodeHandle) -> LeaseService {
+        let (_, member_id, _) = node.header_ids();
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        LeaseService {
+            node,
+            ids: IdGenerator::new(member_id, millis),
+        }
+    }
+}
+
+/// A response of the wrong kind means the node broke its contract.
+fn mismatched(expected: &str) -> Status {
+    Status::internal(format!(
+        "keelson: the node answered a {expected} with another kind"
+    ))
+}
+
+/// Renews `id` and builds its keep-alive response (TTL 0 for a lease that is gone, as etcd
+/// answers). Proposes clearing a checkpoint if the renewal needs it.
+async fn keep_alive(node: &NodeHandle, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    let renewed = node.lessor().lock().renew(id, Instant::now());
+    if let Some(renewed) = renewed
+        && renewed.clear_checkpoint
+    {
+        let clear = WriteRequest::LeaseCheckpoint(LeaseCheckpointRequest {
+            checkpoints: vec![LeaseCheckpoint {
+                id,
+                remaining_ttl: 0,
+            }],
+        });
+        node.propose(clear).await.map_err(etcd_status)?;
+    }
+    let mut response = LeaseKeepAliveResponse {
+        header: None,
+        id,
+        ttl: renewed.map_or(0, |r| r.ttl),
+    };
+    fill_header(node, &mut response.header, node.store().view().rev());
+    Ok(response)
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut request = request.into_inner();
+        // etcd picks the id before proposing, so every member applies the same one.
+        while request.id == 0 {
+            request.id = self.ids.next();
+        }
+        match self
+            .node
+            .propose(WriteRequest::LeaseGrant(request))
+            .await
+            .map_err(etcd_status)?
+        {
+            WriteResponse::LeaseGrant(response) => Ok(Response::new(response)),
+            _ => Err(mismatched("LeaseGrant")),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self
+            .node
+            .propose(WriteRequest::LeaseRevoke(request.into_inner()))
+            .await
+            .map_err(etcd_status)?
+        {
+            WriteResponse::LeaseRevoke(response) => Ok(Response::new(response)),
+            _ => Err(mismatched("LeaseRevoke")),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    /// The request stream is read in its own task, each request answered as it arrives; the
+    /// handler returns at once (h2 drops connections whose handler stalls on tiny frames).
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        let (responses, receiver) = tokio::sync::mpsc::channel(KEEPALIVE_RESPONSE_BUFFER);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = match requests.message().await {
+                    Ok(Some(request)) => keep_alive(&node, request.id).await,
+                    // The client closed its side: the stream ends.
+                    Ok(None) => break,
+                    Err(status) => Err(status),
+                };
+                let failed = next.is_err();
+                if responses.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    /// An unknown lease is not an error: etcd answers TTL -1 (etcdctl prints "already expired").
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let request = request.into_inner();
+        let status = self.node.lessor().lock().status(request.id, Instant::now());
+        let mut response = match status {
+            Some(status) => LeaseTimeToLiveResponse {
+                header: None,
+                id: request.id,
+                ttl: status.remaining,
+                granted_ttl: status.granted_ttl,
+                keys: if request.keys {
+                    status.keys
+                } else {
+                    Vec::new()
+                },
+            },
+            None => LeaseTimeToLiveResponse {
+                header: None,
+                id: request.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        };
+        fill_header(
+            &self.node,
+            &mut response.header,
+            self.node.store().view().rev(),
+        );
+        Ok(Response::new(response))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let ids = self.node.lessor().lock().ids();
+        let mut response = LeaseLeasesResponse {
+            header: None,
+            leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
+        };
+        fill_header(
+            &self.node,
+            &mut response.header,
+            self.node.store().view().rev(),
+        );
+        Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_etcd_idutil() {
+        let ids = IdGenerator::new(0x1234_5678_9abc_def0, 0x12_3456_789a);
+        let first = ids.next();
+        // The member prefix 0xdef0 has the top bit set, which the positive mask clears.
+        assert_eq!(first as u64, 0x5ef0 << 48 | 0x12_3456_789a << 8 | 1);
+        assert_eq!(ids.next(), first + 1);
+        // A member id whose low 16 bits have the top bit set still gives positive ids.
+        let high = IdGenerator::new(0xffff, 1);
+        assert!(high.next() > 0);
+    }
+}
