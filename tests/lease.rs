@@ -216,3 +216,49 @@ fn leases_and_their_keys_survive_a_restart() {
     let keys = keelson.etcdctl(&["get", "--prefix", "r", "--keys-only"], None);
     assert_eq!(keys.stdout.trim(), "", "{keys:?}");
 }
+
+/// Keep-alive requests a client sends on one stream, all before reading any response.
+const KEEPALIVES_PER_STREAM: usize = 200;
+
+/// One stream carries many keep-alives, sent before any response is read: each gets its own
+/// response in order, with the lease's TTL, or TTL 0 for an unknown lease (etcd's answer).
+#[test]
+fn one_keepalive_stream_answers_every_request() {
+    use keelson_proto::etcdserverpb::lease_client::LeaseClient;
+    use keelson_proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
+    let keelson = Server::start(Kind::Keelson);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = common::connect(&keelson.endpoint()).await.unwrap();
+        let mut lease = LeaseClient::new(channel);
+        let granted = lease
+            .lease_grant(LeaseGrantRequest { ttl: 30, id: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(granted.id > 0 && granted.ttl == 30, "{granted:?}");
+        let unknown = granted.id + 1;
+        let requests: Vec<LeaseKeepAliveRequest> = (0..KEEPALIVES_PER_STREAM)
+            .map(|i| LeaseKeepAliveRequest {
+                id: if i % 2 == 0 { granted.id } else { unknown },
+            })
+            .collect();
+        let mut responses = lease
+            .lease_keep_alive(futures::stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        for i in 0..KEEPALIVES_PER_STREAM {
+            let response = responses.message().await.unwrap().expect("a response");
+            let (id, ttl) = if i % 2 == 0 {
+                (granted.id, 30)
+            } else {
+                (unknown, 0)
+            };
+            assert_eq!((response.id, response.ttl), (id, ttl), "response {i}");
+            assert!(response.header.unwrap().member_id != 0);
+        }
+        // The client's side ended, so the server ends the stream.
+        assert!(responses.message().await.unwrap().is_none());
+    });
+}
