@@ -1,9 +1,9 @@
 //! The space quota and the NOSPACE alarm end to end, against etcd 3.4.23 where it is installed:
 //! writing until the B+tree file reaches `--quota-backend-bytes` fails with etcd's error and
-//! raises NOSPACE; while it is raised Put and Txn are refused and reads, deletes and compaction
-//! work; `etcdctl alarm list`/`alarm disarm` print what etcd prints; Status lists the alarm; the
-//! alarm survives SIGKILL and restart; and with room again (Keelson has no defrag yet, so the
-//! restart raises the quota instead) disarming restores writes.
+//! raises NOSPACE; while it is raised Put, Txn and LeaseGrant are refused and reads, deletes and
+//! compaction work; `etcdctl alarm list`/`alarm disarm` print what etcd prints; Status lists the
+//! alarm; the alarm survives SIGKILL and restart; and with room again (Keelson has no defrag yet,
+//! so the restart raises the quota instead) disarming restores writes.
 
 mod common;
 
@@ -86,6 +86,7 @@ fn after_quota(server: &Server, ids: &Ids, with_etcdctl: bool) -> Vec<String> {
         (&["alarm", "list"][..], None),
         (&["put", "x", "y"][..], None),
         (&["txn"][..], Some(txn_put)),
+        (&["lease", "grant", "60"][..], None),
         (&["get", "k1", "--print-value-only"][..], None),
         (&["del", "k1"][..], None),
         (&["compact", "3"][..], None),

@@ -20,8 +20,10 @@ use keelson_proto::etcdserverpb::{
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::header::fill_header;
+use crate::api::quota::Quota;
 use crate::api::status::etcd_status;
 use crate::node::NodeHandle;
+use crate::server::quota::lease_grant_cost;
 use crate::server::{WriteRequest, WriteResponse};
 
 /// Keep-alive responses buffered per stream before reading more requests waits for the client.
@@ -63,10 +65,11 @@ impl IdGenerator {
 pub struct LeaseService {
     node: NodeHandle,
     ids: IdGenerator,
+    quota: Quota,
 }
 
 impl LeaseService {
-    pub fn new(node: NodeHandle) -> LeaseService {
+    pub fn new(node: NodeHandle, quota: Quota) -> LeaseService {
         let (_, member_id, _) = node.header_ids();
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -75,6 +78,7 @@ impl LeaseService {
         LeaseService {
             node,
             ids: IdGenerator::new(member_id, millis),
+            quota,
         }
     }
 }
@@ -119,6 +123,11 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut request = request.into_inner();
+        // etcd's quotaLeaseServer checks the space quota before anything else.
+        self.quota
+            .check(lease_grant_cost())
+            .await
+            .map_err(etcd_status)?;
         // etcd picks the id before proposing, so every member applies the same one.
         while request.id == 0 {
             request.id = self.ids.next();

@@ -126,7 +126,7 @@ pub async fn serve(
     // grpc-go's message.
     let tonic_limit = usize::try_from(receive_limit).unwrap_or(usize::MAX);
     let quota = quota::Quota::new(node.clone(), config.quota_backend_bytes, &config.data_dir);
-    let kv = KvServer::new(KvService::new(node.clone(), limits, quota))
+    let kv = KvServer::new(KvService::new(node.clone(), limits, quota.clone()))
         .max_decoding_message_size(tonic_limit);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
         .max_decoding_message_size(tonic_limit);
@@ -136,8 +136,8 @@ pub async fn serve(
         limits.max_request_bytes,
     ))
     .max_decoding_message_size(tonic_limit);
-    let lease =
-        LeaseServer::new(LeaseService::new(node.clone())).max_decoding_message_size(tonic_limit);
+    let lease = LeaseServer::new(LeaseService::new(node.clone(), quota.clone()))
+        .max_decoding_message_size(tonic_limit);
     let cluster =
         ClusterServer::new(ClusterService::new(node)).max_decoding_message_size(tonic_limit);
     Server::builder()

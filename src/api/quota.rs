@@ -1,4 +1,5 @@
-//! The space quota check before proposing (etcd's `quotaKVServer` / `quotaAlarmer`): a Put, a Txn
+//! The space quota check before proposing (etcd's `quotaKVServer`, `quotaLeaseServer`,
+//! `quotaAlarmer`): a Put, a Txn
 //! or a LeaseGrant that would take the B+tree file to the quota raises the NOSPACE alarm through
 //! the log and fails with `NoSpace`.
 //!
@@ -44,7 +45,7 @@ impl Quota {
         self.check(cost).await
     }
 
-    /// Checks a request of `cost` bytes (LeaseGrant: `server::quota::lease_grant_cost`).
+    /// Checks a request of `cost` bytes (a LeaseGrant: `server::quota::lease_grant_cost`).
     pub async fn check(&self, cost: u64) -> Result<(), EtcdError> {
         let Some(limit) = self.limit else {
             return Ok(());

@@ -74,6 +74,7 @@ pub fn refused_when_capped(request: &WriteRequest) -> bool {
     match request {
         WriteRequest::Put(_) => true,
         WriteRequest::Txn(txn) => txn_cost(txn) > 0,
+        WriteRequest::LeaseGrant(_) => true,
         _ => false,
     }
 }

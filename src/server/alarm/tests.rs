@@ -160,3 +160,15 @@ fn another_alarm_does_not_cap() {
     alarm(&store, AlarmAction::Activate, MEMBER, AlarmType::Corrupt);
     run(&store, WriteRequest::Put(put_req("c", "3")), &NO_LEASES).unwrap();
 }
+
+#[test]
+fn nospace_refuses_lease_grants() {
+    use keelson_proto::etcdserverpb::LeaseGrantRequest;
+    let store = new_store();
+    alarm(&store, AlarmAction::Activate, MEMBER, AlarmType::Nospace);
+    let grant = WriteRequest::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 5 });
+    assert_eq!(
+        run(&store, grant, &NO_LEASES).unwrap_err(),
+        EtcdError::NoSpace
+    );
+}
