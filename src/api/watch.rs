@@ -244,13 +244,15 @@ impl Session {
                 Output::Compacted {
                     watch_id,
                     compact_rev,
-                    rev,
+                    ..
                 } => {
                     self.specs.remove(&watch_id);
                     self.progress.remove(&watch_id);
-                    // etcd cancels a compacted watcher with the compact revision set.
+                    // etcd cancels a compacted watcher with the compact revision set, and its
+                    // header revision is 0 (the watcher's response carries no store revision);
+                    // checked against etcd 3.4.23 in tests/watch_grpc.rs.
                     let response = WatchResponse {
-                        header: self.header(rev),
+                        header: self.header(0),
                         watch_id,
                         canceled: true,
                         compact_revision: compact_rev,
