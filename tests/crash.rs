@@ -3,6 +3,11 @@
 //! half-applied: each two-key txn is there whole or not at all, acknowledged or not.
 //!
 //! This file must never stop the server gracefully before the check: the point is a crash.
+//!
+//! Regression: the writers share one log, and an earlier version marked "the last txn pushed" as
+//! acknowledged when a txn returned. With four writers that was sometimes another writer's txn,
+//! still in flight at the kill, so the check reported an acknowledged txn lost that the server
+//! had never acknowledged. Each txn is now marked by its own name.
 
 mod common;
 
@@ -70,7 +75,11 @@ async fn writer(endpoint: String, id: usize, log: Arc<Mutex<Log>>) {
             if kv.txn(txn).await.is_err() {
                 return;
             }
-            log.lock().unwrap().txns.last_mut().unwrap().1 = true;
+            // The log is shared by every writer: mark this txn by name, never "the last one",
+            // which may be another writer's txn still in flight.
+            let mut log = log.lock().unwrap();
+            let entry = log.txns.iter_mut().rev().find(|(n, _)| *n == name).unwrap();
+            entry.1 = true;
         } else {
             let key = format!("put/{id}/{i}");
             log.lock().unwrap().attempted_puts.push(key.clone());
