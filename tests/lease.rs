@@ -36,6 +36,27 @@ fn mask_remaining(text: &str) -> String {
     }
 }
 
+/// etcd lists a lease's keys from a Go map, so their order changes from run to run; Keelson sorts
+/// them. Compare the sets: sort the names inside `attached keys([...])`.
+fn sort_attached_keys(text: &str) -> String {
+    let marker = "attached keys([";
+    let Some(at) = text.find(marker) else {
+        return text.to_string();
+    };
+    let start = at + marker.len();
+    let Some(len) = text[start..].find("])") else {
+        return text.to_string();
+    };
+    let mut keys: Vec<&str> = text[start..start + len].split_whitespace().collect();
+    keys.sort_unstable();
+    format!(
+        "{}{}{}",
+        &text[..start],
+        keys.join(" "),
+        &text[start + len..]
+    )
+}
+
 /// A grant names the id the server chose: "lease <id> granted with TTL(60s)".
 fn mask_new_id(text: &str) -> String {
     let parts = text
@@ -77,7 +98,9 @@ fn scenario(server: &Server, ids: &Ids) -> Vec<String> {
         if args.get(1) == Some(&"grant") {
             text = mask_new_id(&text);
         }
-        outputs.push(mask_remaining(&server.mask(&text, ids)));
+        outputs.push(sort_attached_keys(&mask_remaining(
+            &server.mask(&text, ids),
+        )));
         out
     };
     let long = granted_id(&record(&["lease", "grant", "60"], &lease_ids));
