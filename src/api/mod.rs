@@ -125,7 +125,7 @@ pub async fn serve(
     // tonic's own check stays as a backstop at the same size; SizeLimit answers first, with
     // grpc-go's message.
     let tonic_limit = usize::try_from(receive_limit).unwrap_or(usize::MAX);
-    let quota = quota::Quota::new(node.clone(), config.quota_backend_bytes, &config.data_dir);
+    let quota = quota::Quota::new(node.clone(), config.quota_backend_bytes);
     let kv = KvServer::new(KvService::new(node.clone(), limits, quota.clone()))
         .max_decoding_message_size(tonic_limit);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))

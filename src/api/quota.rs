@@ -7,8 +7,6 @@
 //! is active is apply's job (`server::alarm`), so a request that passed here before the alarm was
 //! raised is still refused. It must never write anything but the alarm proposal.
 
-use std::path::PathBuf;
-
 use keelson_proto::etcdserverpb::alarm_request::AlarmAction;
 use keelson_proto::etcdserverpb::{AlarmRequest, AlarmType};
 
@@ -23,16 +21,11 @@ pub struct Quota {
     node: NodeHandle,
     /// `None`: no quota (a negative `--quota-backend-bytes`).
     limit: Option<u64>,
-    db_path: PathBuf,
 }
 
 impl Quota {
-    pub fn new(node: NodeHandle, limit: Option<u64>, data_dir: &str) -> Quota {
-        Quota {
-            node,
-            limit,
-            db_path: PathBuf::from(data_dir).join(keelson_storage::schema::DB_FILE),
-        }
+    pub fn new(node: NodeHandle, limit: Option<u64>) -> Quota {
+        Quota { node, limit }
     }
 
     /// Checks a write about to be proposed; requests without a cost pass untouched.
@@ -50,12 +43,8 @@ impl Quota {
         let Some(limit) = self.limit else {
             return Ok(());
         };
-        // The file size as etcd takes it (`backend.Size()`): one stat, far cheaper than the
-        // write it guards. The B+tree file only grows at its background sync, so a cached size
-        // would be no fresher.
-        let size = std::fs::metadata(&self.db_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        // The file size as etcd takes it (`backend.Size()`).
+        let size = self.node.db_size();
         if available(size, cost, limit) {
             return Ok(());
         }

@@ -99,7 +99,6 @@ where
             ..NodeStatus::default()
         }),
         members: Mutex::new(membership.members.clone()),
-        db_path,
         poisoned: AtomicBool::new(false),
         thread: Mutex::new(None),
         lessor: Mutex::new(lessor),

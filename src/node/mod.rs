@@ -227,7 +227,6 @@ pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub status: Mutex<NodeStatus>,
     pub members: Mutex<Vec<MemberInfo>>,
-    pub db_path: PathBuf,
     /// Set when a WAL or B+tree sync failed: no write is accepted or acknowledged again.
     pub poisoned: AtomicBool,
     pub thread: Mutex<Option<glommio::ExecutorJoinHandle<()>>>,
@@ -315,12 +314,15 @@ impl NodeHandle {
 
     pub fn status(&self) -> NodeStatus {
         let mut status = *self.shared.status.lock();
-        let size = std::fs::metadata(&self.shared.db_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = self.db_size();
         status.db_size = size;
         status.db_size_in_use = size;
         status
+    }
+
+    /// Bytes of the B+tree file as of the newest commit: the size the quota is checked against.
+    pub fn db_size(&self) -> u64 {
+        self.shared.store.database().file_bytes()
     }
 
     /// What every response header needs: cluster id, member id and raft term. Unlike

@@ -85,6 +85,12 @@ impl Database {
         durable
     }
 
+    /// Bytes of the file as of the newest commit (what etcd's `backend.Size()` reports). Read
+    /// from the published snapshot's map, so it costs a lock, not a `stat`.
+    pub fn file_bytes(&self) -> u64 {
+        self.current.lock().map.bytes().len() as u64
+    }
+
     /// The id of the newest durable commit: the one a crash now would reopen at (or a newer one,
     /// if a sync in progress gets its meta to the disk first).
     pub fn durable_txn_id(&self) -> u64 {

@@ -35,6 +35,24 @@ fn puts_are_visible_to_the_writer_and_after_commit_to_readers() {
 }
 
 #[test]
+fn file_bytes_follow_the_file_as_commits_grow_it() {
+    let (device, db) = memory_db();
+    assert_eq!(db.file_bytes(), device.len().unwrap());
+    let mut txn = db.begin_write().unwrap();
+    txn.create_tree(b"t").unwrap();
+    for i in 0..2000 {
+        txn.put(b"t", &key(i), &[7; 200]).unwrap();
+    }
+    txn.commit_unsynced().unwrap();
+    let grown = device.len().unwrap();
+    assert!(
+        grown > 64 * 1024,
+        "the load must grow the file, got {grown}"
+    );
+    assert_eq!(db.file_bytes(), grown);
+}
+
+#[test]
 fn a_tree_handle_reads_like_the_transaction() {
     let (_, db) = memory_db();
     let mut txn = db.begin_write().unwrap();
