@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Ids, Kind, Server, zero_json_number};
+use common::{Ids, Server, zero_json_number};
 
 /// One etcdctl invocation: arguments and optional stdin.
 struct Step {
@@ -355,14 +355,15 @@ fn run(server: &Server, ids: &Ids, step: &Step) -> (bool, String, String) {
 
 #[test]
 fn etcdctl_outputs_match_etcd() {
-    if common::require_programs("etcdctl_outputs_match_etcd", &["etcd", "etcdctl"]).is_none() {
+    let Some(common::SideBySide {
+        etcd,
+        etcd_ids,
+        keelson,
+        keelson_ids,
+    }) = common::side_by_side("etcdctl_outputs_match_etcd")
+    else {
         return;
-    }
-    let etcd = Server::start(Kind::Etcd);
-    let keelson = Server::start(Kind::Keelson);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let etcd_ids = runtime.block_on(common::ids(&etcd.endpoint()));
-    let keelson_ids = runtime.block_on(common::ids(&keelson.endpoint()));
+    };
 
     let mut mismatches = Vec::new();
     for step in STEPS {

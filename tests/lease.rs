@@ -137,14 +137,15 @@ fn scenario(server: &Server, ids: &Ids) -> Vec<String> {
 
 #[test]
 fn lease_commands_match_etcd() {
-    if common::require_programs("lease_commands_match_etcd", &["etcd", "etcdctl"]).is_none() {
+    let Some(common::SideBySide {
+        etcd,
+        etcd_ids,
+        keelson,
+        keelson_ids,
+    }) = common::side_by_side("lease_commands_match_etcd")
+    else {
         return;
-    }
-    let etcd = Server::start(Kind::Etcd);
-    let keelson = Server::start(Kind::Keelson);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let etcd_ids = runtime.block_on(common::ids(&etcd.endpoint()));
-    let keelson_ids = runtime.block_on(common::ids(&keelson.endpoint()));
+    };
     let expected = scenario(&etcd, &etcd_ids);
     let actual = scenario(&keelson, &keelson_ids);
     let mismatches: Vec<String> = expected

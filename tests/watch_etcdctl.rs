@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Ids, Kind, Server, zero_json_number};
+use common::{Ids, Server, zero_json_number};
 
 /// How long a watcher may take to print a marker.
 const END_TIMEOUT: Duration = Duration::from_secs(15);
@@ -202,14 +202,15 @@ fn scenario(server: &Server, ids: &Ids) -> Vec<String> {
 
 #[test]
 fn etcdctl_watch_matches_etcd() {
-    if common::require_programs("etcdctl_watch_matches_etcd", &["etcd", "etcdctl"]).is_none() {
+    let Some(common::SideBySide {
+        etcd,
+        etcd_ids,
+        keelson,
+        keelson_ids,
+    }) = common::side_by_side("etcdctl_watch_matches_etcd")
+    else {
         return;
-    }
-    let etcd = Server::start(Kind::Etcd);
-    let keelson = Server::start(Kind::Keelson);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let etcd_ids = runtime.block_on(common::ids(&etcd.endpoint()));
-    let keelson_ids = runtime.block_on(common::ids(&keelson.endpoint()));
+    };
     let want = scenario(&etcd, &etcd_ids);
     let got = scenario(&keelson, &keelson_ids);
     assert_eq!(want.len(), got.len());

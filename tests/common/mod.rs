@@ -325,6 +325,32 @@ pub async fn ids(endpoint: &str) -> Ids {
     }
 }
 
+/// A real etcd and a Keelson started side by side, with the ids each reports, for tests that run
+/// one scenario on both and compare what they print.
+pub struct SideBySide {
+    pub etcd: Server,
+    pub etcd_ids: Ids,
+    pub keelson: Server,
+    pub keelson_ids: Ids,
+}
+
+/// Starts [`SideBySide`] servers, or returns `None` (after [`require_programs`] printed why) when
+/// etcd or etcdctl is missing outside CI.
+pub fn side_by_side(test: &str) -> Option<SideBySide> {
+    require_programs(test, &["etcd", "etcdctl"])?;
+    let etcd = Server::start(Kind::Etcd);
+    let keelson = Server::start(Kind::Keelson);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd_ids = runtime.block_on(ids(&etcd.endpoint()));
+    let keelson_ids = runtime.block_on(ids(&keelson.endpoint()));
+    Some(SideBySide {
+        etcd,
+        etcd_ids,
+        keelson,
+        keelson_ids,
+    })
+}
+
 /// What one etcdctl run printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CtlOutput {
