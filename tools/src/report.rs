@@ -270,7 +270,8 @@ impl CompareReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "disk floor (4 KiB write + fdatasync, n={}): p50 {:.3} ms  p99 {:.3} ms",
+            "disk floor (4 KiB {} write + fdatasync, n={}): p50 {:.3} ms  p99 {:.3} ms",
+            self.fsync.mode(),
             self.fsync.samples,
             ms(self.fsync.p50_us),
             ms(self.fsync.p99_us)
@@ -370,7 +371,8 @@ impl CompareReport {
                 Object::new()
                     .u64("samples", self.fsync.samples as u64)
                     .u64("p50", self.fsync.p50_us)
-                    .u64("p99", self.fsync.p99_us),
+                    .u64("p99", self.fsync.p99_us)
+                    .str("mode", self.fsync.mode()),
             )
             .object("a", totals(&self.a))
             .object("b", totals(&self.b))
@@ -460,6 +462,7 @@ mod tests {
                 samples: 10,
                 p50_us: 1500,
                 p99_us: 3000,
+                direct: true,
             },
         };
         let text = report.text();

@@ -54,13 +54,15 @@ fn main() -> ExitCode {
                     .str("dir", &spec.dir.display().to_string())
                     .u64("samples", floor.samples as u64)
                     .u64("p50_us", floor.p50_us)
-                    .u64("p99_us", floor.p99_us);
+                    .u64("p99_us", floor.p99_us)
+                    .str("mode", floor.mode());
                 println!("{}", o.finish());
                 ExitCode::SUCCESS
             }
             Ok(floor) => {
                 println!(
-                    "4 KiB write + fdatasync in {} (n={}): p50 {:.3} ms  p99 {:.3} ms",
+                    "4 KiB {} write + fdatasync in {} (n={}): p50 {:.3} ms  p99 {:.3} ms",
+                    floor.mode(),
                     spec.dir.display(),
                     floor.samples,
                     floor.p50_us as f64 / 1000.0,
