@@ -5,12 +5,13 @@
 //! latencies readable. The file is preallocated, zero-filled and synced first
 //! so the loop measures data syncs, not file growth and metadata updates.
 //!
-//! The writes bypass the page cache (O_DIRECT), as Keelson's WAL does: with
-//! buffered writes some virtual disks take a far slower path for the same
-//! fdatasync (flushing dirty page-cache state), which once made this floor
-//! read ten times above what either server's log sync costs. Filesystems that
-//! refuse O_DIRECT (tmpfs) fall back to buffered writes, and the result says
-//! which was used.
+//! The writes bypass the page cache (O_DIRECT), as Keelson's WAL does, so
+//! the loop times the same kind of write and sync the WAL issues. On a shared
+//! virtual disk the floor moves with other tenants' I/O (from 0.1 ms to
+//! several ms within minutes), so it is only meaningful measured in the same
+//! run as the servers, which is what `compare` does. Filesystems that refuse
+//! O_DIRECT (tmpfs) fall back to buffered writes, and the result says which
+//! was used.
 
 use std::alloc::{self, Layout};
 use std::fs::{self, File, OpenOptions};
