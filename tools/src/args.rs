@@ -33,6 +33,41 @@ pub const DEFAULT_COMPARE_WORKLOADS: &[&str] = &[
     "watch-latency --clients 16 --total 200 --put-rate 100",
 ];
 
+/// `compare --suite full`: every workload the team's performance page reports,
+/// at the sizes it reports them.
+pub const FULL_SUITE: &[&str] = &[
+    "put --clients 1 --conns 1 --total 2000 --key-size 8 --val-size 256 --key-space-size 100000 --sequential-keys",
+    "put --clients 16 --conns 4 --total 20000 --key-size 8 --val-size 256 --key-space-size 100000 --sequential-keys",
+    "put --clients 256 --conns 32 --total 20000 --key-size 8 --val-size 256 --key-space-size 100000 --sequential-keys",
+    "put --clients 1000 --conns 100 --total 20000 --key-size 8 --val-size 256 --key-space-size 100000 --sequential-keys",
+    "range 00000000 --consistency s --clients 16 --conns 4 --total 20000",
+    "range 00000000 --consistency l --clients 16 --conns 4 --total 20000",
+    "range 00000000 00000100 --consistency s --clients 16 --conns 4 --total 10000",
+    "range 00000000 00000100 --consistency l --clients 16 --conns 4 --total 10000",
+    "txn-put --clients 16 --conns 4 --total 10000 --txn-ops 4 --key-size 8 --val-size 256 --key-space-size 100000",
+    "lease-keepalive --clients 100 --conns 10 --total 50000",
+    "watch --streams 10 --watch-per-stream 100 --put-total 1000 --clients 10 --conns 10",
+    "watch-latency --total 200 --put-rate 100 --clients 1000 --conns 10",
+];
+
+/// `compare --suite million --rounds 1`: one million 32-byte keys with 256-byte
+/// values, after which compare reports memory, data size and restart time.
+pub const MILLION_SUITE: &[&str] = &[
+    "put --clients 256 --conns 32 --total 1000000 --key-size 32 --val-size 256 --key-space-size 1000000 --sequential-keys --timeout 900",
+];
+
+/// The workload list a `--suite` name stands for.
+fn suite(name: &str) -> Result<&'static [&'static str], String> {
+    match name {
+        "standard" => Ok(DEFAULT_COMPARE_WORKLOADS),
+        "full" => Ok(FULL_SUITE),
+        "million" => Ok(MILLION_SUITE),
+        other => Err(format!(
+            "unknown --suite {other:?} (standard, full or million)"
+        )),
+    }
+}
+
 pub const USAGE: &str = "\
 keelson-bench: load generator for the etcd v3 gRPC API (etcd or Keelson)
 
@@ -67,6 +102,10 @@ compare flags:
   --start-timeout SECS  wait for a server's first answer (default 30)
   --fsync-samples N     4 KiB write+fdatasync samples for the disk floor (default 1000)
   --keep-data       keep the data dirs afterwards
+  --suite NAME      run a named workload list before any --workload: standard (the
+                    default when no --workload is given), full (every workload the
+                    performance page reports) or million (1M keys of 32+256 bytes; use
+                    --rounds 1, as each round writes them all again)
 
 fsync-floor: 4 KiB write + fdatasync latency in DIR (default ./target, else .)
 
@@ -449,6 +488,7 @@ fn parse_compare(mut f: FlagSet, args: &[String]) -> Result<CompareSpec, String>
     let start_timeout = Duration::from_secs(f.take("start-timeout", DEFAULT_START_TIMEOUT_SECS)?);
     let fsync_samples = f.take("fsync-samples", DEFAULT_FSYNC_SAMPLES)?;
     let keep_data = f.take_bool("keep-data")?;
+    let suite_name = f.take_str("suite");
     let specs = f.take_all("workload");
     // Global flags given to compare are defaults for every workload; flags
     // inside a --workload string come later and so override them.
@@ -460,13 +500,17 @@ fn parse_compare(mut f: FlagSet, args: &[String]) -> Result<CompareSpec, String>
     parse_global(&mut f)?;
     f.finish("compare")?;
 
-    let specs: Vec<String> = if specs.is_empty() {
-        DEFAULT_COMPARE_WORKLOADS
+    let specs: Vec<String> = match suite_name {
+        Some(name) => suite(&name)?
             .iter()
             .map(|s| s.to_string())
-            .collect()
-    } else {
-        specs
+            .chain(specs)
+            .collect(),
+        None if specs.is_empty() => DEFAULT_COMPARE_WORKLOADS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        None => specs,
     };
     let mut workloads = Vec::new();
     for spec in &specs {
@@ -753,5 +797,28 @@ mod tests {
         assert_eq!(c.workloads.len(), DEFAULT_COMPARE_WORKLOADS.len());
         assert_eq!(c.rounds, DEFAULT_ROUNDS);
         assert!(c.keelson.is_none() && c.data_root.is_none() && !c.keep_data);
+    }
+
+    #[test]
+    fn compare_suites_parse_and_precede_extra_workloads() {
+        for (name, list) in [
+            ("standard", DEFAULT_COMPARE_WORKLOADS),
+            ("full", FULL_SUITE),
+            ("million", MILLION_SUITE),
+        ] {
+            let Command::Compare(c) = parse(["compare", "--suite", name]).unwrap() else {
+                panic!()
+            };
+            assert_eq!(c.workloads.len(), list.len(), "{name}");
+        }
+        let Command::Compare(c) =
+            parse(["compare", "--suite", "full", "--workload", "put --total 7"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.workloads.len(), FULL_SUITE.len() + 1);
+        assert_eq!(c.workloads.last().unwrap().global.clients, 1);
+        let err = parse(["compare", "--suite", "nope"]).unwrap_err();
+        assert!(err.contains("unknown --suite"), "{err}");
     }
 }

@@ -123,20 +123,38 @@ fn absorb(into: &mut Option<Side>, side: Side) {
     }
 }
 
-/// Stops `server`, measures its data dir, restarts it on the same data and
-/// times its first successful Range.
+/// How long a server is left alone before its resident memory is read, so
+/// background work a workload started (syncs, compaction) has settled.
+const RSS_SETTLE: Duration = Duration::from_secs(2);
+
+/// VmRSS of `server` after `RSS_SETTLE`.
+async fn settled_rss(server: &Server) -> u64 {
+    tokio::time::sleep(RSS_SETTLE).await;
+    server.pid().and_then(procstat::rss_bytes).unwrap_or(0)
+}
+
+/// Reads `server`'s memory, stops it, measures its data dir, restarts it on
+/// the same data, times its first successful Range and reads its memory again.
 async fn restart_totals(server: &mut Server, timeout: Duration) -> ServerTotals {
+    let rss_loaded = settled_rss(server).await;
     server.stop();
     let db_bytes = procstat::dir_size(&server.data_dir);
     let restart = match server.restart() {
         Ok(()) => server.wait_ready(timeout).await,
         Err(e) => Err(e),
     };
+    let rss_restarted = if restart.is_ok() {
+        settled_rss(server).await
+    } else {
+        0
+    };
     server.stop();
     ServerTotals {
         name: server.name.clone(),
         db_bytes,
         restart,
+        rss_loaded,
+        rss_restarted,
     }
 }
 

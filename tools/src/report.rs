@@ -238,6 +238,10 @@ pub struct ServerTotals {
     pub db_bytes: u64,
     /// Stop, restart on the same data, time until a Range succeeds.
     pub restart: Result<Duration, String>,
+    /// VmRSS once every workload ran (after a short settle).
+    pub rss_loaded: u64,
+    /// VmRSS after the restart, once it answered (after the same settle).
+    pub rss_restarted: u64,
 }
 
 impl Default for ServerTotals {
@@ -246,6 +250,8 @@ impl Default for ServerTotals {
             name: String::new(),
             db_bytes: 0,
             restart: Err("not measured".into()),
+            rss_loaded: 0,
+            rss_restarted: 0,
         }
     }
 }
@@ -339,9 +345,12 @@ impl CompareReport {
             };
             let _ = writeln!(
                 s,
-                "{}: data dir {:.1} MiB after all workloads; restart to first Range {restart}",
+                "{}: data dir {:.1} MiB after all workloads; RSS {:.1} MiB; restart to first \
+                 Range {restart}; RSS after restart {:.1} MiB",
                 t.name,
-                t.db_bytes as f64 / MIB
+                t.db_bytes as f64 / MIB,
+                t.rss_loaded as f64 / MIB,
+                t.rss_restarted as f64 / MIB
             );
         }
         for row in &self.rows {
@@ -358,7 +367,9 @@ impl CompareReport {
         let totals = |t: &ServerTotals| {
             let o = Object::new()
                 .str("name", &t.name)
-                .u64("db_bytes", t.db_bytes);
+                .u64("db_bytes", t.db_bytes)
+                .u64("rss_loaded_bytes", t.rss_loaded)
+                .u64("rss_restarted_bytes", t.rss_restarted);
             match &t.restart {
                 Ok(d) => o.f64("restart_s", d.as_secs_f64()),
                 Err(e) => o.str("restart_error", e),
@@ -453,6 +464,8 @@ mod tests {
                 name: "etcd".into(),
                 db_bytes: 1 << 20,
                 restart: Ok(Duration::from_millis(1500)),
+                rss_loaded: 64 << 20,
+                rss_restarted: 80 << 20,
             },
             b: ServerTotals {
                 name: "keelson".into(),
@@ -467,10 +480,15 @@ mod tests {
         };
         let text = report.text();
         assert!(text.contains("3.00x") && text.contains("0.25x"), "{text}");
-        assert!(text.contains("restart to first Range 1.500 s"), "{text}");
+        assert!(text.contains("Range 1.500 s"), "{text}");
+        assert!(
+            text.contains("RSS 64.0 MiB") && text.contains("after restart 80.0 MiB"),
+            "{text}"
+        );
         assert!(text.contains("failed: not measured"), "{text}");
         let json = report.json();
         assert!(json.contains("\"throughput_ratio\":3"), "{json}");
+        assert!(json.contains("\"rss_loaded_bytes\":67108864"), "{json}");
         assert!(
             json.contains("\"restart_error\":\"not measured\""),
             "{json}"
