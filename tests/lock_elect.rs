@@ -424,8 +424,9 @@ fn lock_excludes(run: &mut Run, dir: &std::path::Path) {
 
 /// Interactive holders: the first prints its key and holds; a second queues (its key exists, it
 /// prints nothing) and takes the lock only when the first exits on SIGTERM, which deletes the
-/// first's key. Then a holder dies with SIGKILL: the next one takes the lock when the dead one's
-/// lease (TTL 2 s) expires and the lease's revoke deletes its key.
+/// first's key; a command queued behind the second runs when the second exits. Then a holder
+/// dies with SIGKILL: the next one takes the lock when the dead one's lease (TTL 2 s) expires
+/// and the lease's revoke deletes its key.
 fn lock_queue(run: &mut Run) {
     let mut first = Ctl::start(run.server, &["lock", "queue"]);
     let printed = first.wait_lines(1);
@@ -446,9 +447,31 @@ fn lock_queue(run: &mut Run) {
         "first holder's lease",
         &["lease", "timetolive", "--keys", &Run::lease_of(&keys[0])],
     );
+    // A command queued behind an interactive holder runs once the holder lets go, and sees the
+    // revision at which it got the lock (the holder's delete), not the one it queued at.
+    let mut third = Ctl::start(
+        run.server,
+        &[
+            "lock",
+            "queue",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$ETCD_LOCK_KEY rev=$ETCD_LOCK_REV\"",
+        ],
+    );
+    let keys = run.wait_keys("queue/", 2);
+    third.assert_waiting();
     second.signal(libc::SIGINT);
     let finished = second.finish();
     run.record_finished("second holder after SIGINT", &finished);
+    let finished = third.finish();
+    assert!(
+        finished.stdout.starts_with(&format!("{} rev=", keys[1])),
+        "the queued command ran under its own key: {}",
+        finished.stdout
+    );
+    run.record_finished("queued command", &finished);
     run.ctl("after queue: keys", &["get", "--prefix", "queue/"]);
 
     let mut doomed = Ctl::start(run.server, &["lock", "--ttl=2", "held"]);
