@@ -1,9 +1,9 @@
 //! Watch under load at full size, against the real binary: 10,000 watchers over 100 gRPC streams,
 //! all inside one hot prefix, while several writers put, delete and run multi-key txns at a
 //! paced 1,000 writes/s. Each stream holds a watcher on the whole prefix and the rest on single
-//! keys or small sub-ranges, so each write reaches one to two hundred watchers. Beside them: one
-//! watcher that reads slowly, and one stream of whole-prefix watchers that reads nothing until
-//! every other watcher has been checked.
+//! keys or small sub-ranges (a few with prev_kv), so each write reaches one to two hundred
+//! watchers. Beside them: one watcher that reads slowly, and one stream of whole-prefix watchers
+//! that reads nothing until every other watcher has been checked.
 //!
 //! The expected events of every watcher are computed from the acknowledged writes (each
 //! response's header revision is its events' revision) and compared whole: exactly those events,
@@ -73,8 +73,12 @@ const MAX_IN_FLIGHT: usize = 64;
 /// Share of the paced rate the writers must achieve.
 const MIN_RATE_SHARE: f64 = 0.9;
 
-/// Whole-prefix watchers on the stalled stream.
+/// Share (in percent) of the single-key and sub-range watchers that ask for prev_kv.
+const PREV_KV_PERCENT: u32 = 5;
+
+/// Whole-prefix watchers on the stalled stream, and how many of them ask for prev_kv.
 const STALLED_WATCHERS: usize = 50;
+const STALLED_PREV_KV: usize = 5;
 /// The slow watcher's pause after each message it reads.
 const SLOW_PAUSE: Duration = Duration::from_millis(10);
 /// HTTP/2 window (stream and connection) of the slow and the stalled stream, in bytes.
@@ -118,9 +122,18 @@ impl Range {
             Range::All => 0..KEYS,
         }
     }
+}
 
+/// One watcher: its keys, and whether it asks for each event's previous key-value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Spec {
+    range: Range,
+    prev_kv: bool,
+}
+
+impl Spec {
     fn create(self) -> WatchRequest {
-        let (key, range_end) = match self {
+        let (key, range_end) = match self.range {
             Range::Key(k) => (key_bytes(k), Vec::new()),
             Range::Span(start, end) => (key_bytes(start), end_bytes(end)),
             Range::All => (PREFIX.as_bytes().to_vec(), PREFIX_END.as_bytes().to_vec()),
@@ -129,6 +142,7 @@ impl Range {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key,
                 range_end,
+                prev_kv: self.prev_kv,
                 ..WatchCreateRequest::default()
             })),
         }
@@ -156,41 +170,59 @@ fn parse_key(key: &[u8]) -> Option<u16> {
 }
 
 /// The specs of one fast stream.
-fn stream_specs(rng: &mut StdRng) -> Vec<Range> {
+fn stream_specs(rng: &mut StdRng) -> Vec<Spec> {
     (0..WATCHERS_PER_STREAM)
         .map(|i| {
             if i < WHOLE_PREFIX_PER_STREAM {
-                Range::All
-            } else if rng.random_range(0..100) < SINGLE_KEY_PERCENT {
+                return Spec {
+                    range: Range::All,
+                    prev_kv: false,
+                };
+            }
+            let range = if rng.random_range(0..100) < SINGLE_KEY_PERCENT {
                 Range::Key(rng.random_range(0..KEYS))
             } else {
                 let start = rng.random_range(0..KEYS - 1);
                 let span = rng.random_range(2..=MAX_SPAN);
                 Range::Span(start, (start + span).min(KEYS))
+            };
+            Spec {
+                range,
+                prev_kv: rng.random_range(0..100) < PREV_KV_PERCENT,
             }
         })
         .collect()
 }
 
-/// One event as compared: its revision, key and, for a put, the value's tag (`None`: a delete).
+/// One event as compared: its revision, key and, for a put, the value's tag (`None`: a delete);
+/// `prev` is the tag of the previous value when the watcher asked for it and the key existed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rec {
     rev: i64,
     key: u16,
     value: Option<u32>,
+    prev: Option<u32>,
 }
 
 /// A watched event as a [`Rec`], or why it is not one of ours.
 fn rec(event: &Event) -> Result<Rec, String> {
     let kv = event.kv.as_ref().ok_or("event without kv")?;
     let key = parse_key(&kv.key).ok_or_else(|| format!("stray key {:?}", kv.key))?;
+    let tag = |value: &[u8]| {
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("stray value {value:?}"))
+    };
+    let prev = match &event.prev_kv {
+        Some(prev) if prev.key != kv.key => {
+            return Err(format!("prev_kv of another key: {event:?}"));
+        }
+        Some(prev) => Some(tag(&prev.value)?),
+        None => None,
+    };
     let value = match EventType::try_from(event.r#type) {
-        Ok(EventType::Put) => Some(
-            std::str::from_utf8(&kv.value)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("stray value {:?}", kv.value))?,
-        ),
+        Ok(EventType::Put) => Some(tag(&kv.value)?),
         Ok(EventType::Delete) => None,
         Err(_) => return Err(format!("event type {}", event.r#type)),
     };
@@ -198,6 +230,7 @@ fn rec(event: &Event) -> Result<Rec, String> {
         rev: kv.mod_revision,
         key,
         value,
+        prev,
     })
 }
 
@@ -291,6 +324,7 @@ async fn send_write(
                 rev,
                 key: *k,
                 value: Some(tag * 8),
+                prev: None,
             }];
             Ok(Some(Acked { rev, events }))
         }
@@ -317,6 +351,7 @@ async fn send_write(
                     rev,
                     key,
                     value: None,
+                    prev: None,
                 });
             }
             if events.len() as i64 != response.deleted {
@@ -358,6 +393,7 @@ async fn send_write(
                         rev,
                         key: *k,
                         value: Some(tag * 8 + j as u32),
+                        prev: None,
                     }),
                     (TxnOp::Delete(k), Some(OpResponse::ResponseDeleteRange(d))) => {
                         if d.deleted == 1 {
@@ -365,6 +401,7 @@ async fn send_write(
                                 rev,
                                 key: *k,
                                 value: None,
+                                prev: None,
                             });
                         }
                     }
@@ -471,7 +508,7 @@ impl StreamLog {
 /// hundred responses instead of the client library buffering megabytes for it.
 async fn open(
     endpoint: String,
-    specs: Vec<Range>,
+    specs: Vec<Spec>,
     small_window: bool,
 ) -> Result<(Streaming<WatchResponse>, Vec<i64>), String> {
     let channel = if small_window {
@@ -631,7 +668,7 @@ async fn read_stream(
 
 /// Compares what each watcher of a stream received with what it should have; returns one line
 /// per difference (the log's protocol problems first).
-fn verify(label: &str, log: &StreamLog, specs: &[Range], expected: &[Vec<Rec>]) -> Vec<String> {
+fn verify(label: &str, log: &StreamLog, specs: &[Spec], expected: &[Vec<Rec>]) -> Vec<String> {
     let mut out: Vec<String> = log
         .problems
         .iter()
@@ -759,9 +796,17 @@ async fn run(endpoint: String, server_pid: u32, seed: u64) {
     // Streams 0..STREAMS are the fast ones, then the slow watcher's, then the stalled one.
     let slow_no = STREAMS;
     let stalled_no = STREAMS + 1;
-    let mut specs: Vec<Vec<Range>> = (0..STREAMS).map(|_| stream_specs(&mut rng)).collect();
-    specs.push(vec![Range::All]);
-    specs.push(vec![Range::All; STALLED_WATCHERS]);
+    let mut specs: Vec<Vec<Spec>> = (0..STREAMS).map(|_| stream_specs(&mut rng)).collect();
+    let all = |prev_kv| Spec {
+        range: Range::All,
+        prev_kv,
+    };
+    specs.push(vec![all(true)]);
+    specs.push(
+        (0..STALLED_WATCHERS)
+            .map(|i| all(i < STALLED_PREV_KV))
+            .collect(),
+    );
     let total_writes = (RATE * WRITE_SECONDS) as usize;
     let mut writes: Vec<Vec<Write>> = vec![Vec::new(); WRITERS];
     for slot in 0..total_writes {
@@ -856,21 +901,26 @@ async fn run(endpoint: String, server_pid: u32, seed: u64) {
     // Expected events per stream and watcher, by walking the writes in revision order.
     let mut by_key: Vec<Vec<(usize, usize)>> = vec![Vec::new(); KEYS.into()];
     for (no, stream) in specs.iter().enumerate() {
-        for (w, range) in stream.iter().enumerate() {
-            for k in range.keys() {
+        for (w, spec) in stream.iter().enumerate() {
+            for k in spec.range.keys() {
                 by_key[usize::from(k)].push((no, w));
             }
         }
     }
     let mut expected: Vec<Vec<Vec<Rec>>> =
         specs.iter().map(|s| vec![Vec::new(); s.len()]).collect();
+    // Each key's current value tag (`None`: absent), for prev_kv; the prefix starts empty.
+    let mut current: Vec<Option<u32>> = vec![None; KEYS.into()];
     let mut events = 0;
     for a in &acked {
         for r in &a.events {
             events += 1;
+            let prev = std::mem::replace(&mut current[usize::from(r.key)], r.value);
             for (no, w) in &by_key[usize::from(r.key)] {
-                debug_assert!(specs[*no][*w].contains(r.key));
-                expected[*no][*w].push(*r);
+                let spec = specs[*no][*w];
+                debug_assert!(spec.range.contains(r.key));
+                let prev = if spec.prev_kv { prev } else { None };
+                expected[*no][*w].push(Rec { prev, ..*r });
             }
         }
     }
