@@ -251,10 +251,14 @@ impl<'a> Run<'a> {
     fn mask(&self, text: &str) -> String {
         let mut text = text.to_string();
         for (n, hex) in self.leases.iter().enumerate() {
-            text = text.replace(hex, &format!("LEASE{n}"));
+            let name = format!("LEASE{n}");
             if let Ok(decimal) = i64::from_str_radix(hex, 16) {
-                text = text.replace(&decimal.to_string(), &format!("LEASE{n}"));
+                // Keys carry the id as `%x`, `lease` commands print it as `%016x`: an id whose
+                // top digit is 0 (the server's choice) shows with and without it.
+                text = text.replace(&format!("{decimal:016x}"), &name);
+                text = text.replace(&decimal.to_string(), &name);
             }
+            text = text.replace(hex, &name);
         }
         mask_remaining(&self.server.mask(&text, &self.ids))
     }
@@ -366,6 +370,13 @@ fn lock_with_command(run: &mut Run) {
     assert!(
         key.starts_with("cmd/") && ok.stdout.contains(&format!("\"Key\" : \"{key}\"")),
         "the lock key exists while the command runs: {}",
+        ok.stdout
+    );
+    // NAME/<lease hex>: the key names the session's lease, which it is attached to.
+    let lease = i64::from_str_radix(&Run::lease_of(&key), 16).expect("a hex lease id");
+    assert!(
+        ok.stdout.contains(&format!("\"Lease\" : {lease}\n")),
+        "the lock key carries its lease {lease}: {}",
         ok.stdout
     );
     // The key goes at once; the session's lease stays (etcdctl 3.4 never closes the session) with
