@@ -760,10 +760,10 @@ fn ten_thousand_watchers_on_a_hot_prefix_get_every_write_once_in_order_and_nobod
     runtime.block_on(run(endpoint, server.pid(), seed));
 }
 
-/// CPU seconds (user + system, all threads) process `pid` has used so far, from `/proc`: printed
-/// beside the write rate so a slow run shows whether the server or this client had the CPU.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// CPU seconds (user + system) used so far by the process or thread whose `/proc` directory is
+/// `dir`: printed beside the write rate so a slow run shows who had the CPU.
+fn cpu_seconds(dir: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at field 3, state.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -779,6 +779,28 @@ fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
     (ticks(11) + ticks(12)) as f64 / per_second as f64
+}
+
+/// CPU seconds of the server process, of its node thread (the one thread that applies every
+/// write and feeds every watcher), and of this test process.
+fn cpu_split(server_pid: u32) -> [f64; 3] {
+    let server = format!("/proc/{server_pid}");
+    let node = std::fs::read_dir(format!("{server}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|task| task.path().display().to_string())
+        .filter(|task| {
+            std::fs::read_to_string(format!("{task}/comm"))
+                .is_ok_and(|name| name.starts_with("keelson-node"))
+        })
+        .map(|task| cpu_seconds(&task))
+        .sum();
+    [
+        cpu_seconds(&server),
+        node,
+        cpu_seconds(&format!("/proc/{}", std::process::id())),
+    ]
 }
 
 /// The machine's 1-minute load average, as `/proc/loadavg` gives it.
@@ -844,7 +866,7 @@ async fn run(endpoint: String, server_pid: u32, seed: u64) {
         })
         .collect();
 
-    let cpu_before = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
+    let cpu_before = cpu_split(server_pid);
     // A little head start so every writer's first write is on schedule.
     let start = Instant::now() + Duration::from_millis(50);
     let writers: Vec<_> = writes
@@ -870,10 +892,14 @@ async fn run(endpoint: String, server_pid: u32, seed: u64) {
         }
     }
     let write_time = finished - start;
+    let cpu_after = cpu_split(server_pid);
+    let used = |i: usize| cpu_after[i] - cpu_before[i];
     let cpu = format!(
-        "CPU during the writes: server {:.1} s, this test {:.1} s; load average {}",
-        cpu_seconds(server_pid) - cpu_before.0,
-        cpu_seconds(std::process::id()) - cpu_before.1,
+        "CPU during the writes: server {:.1} s (node thread {:.1} s), this test {:.1} s; load \
+         average {}",
+        used(0),
+        used(1),
+        used(2),
         load_average()
     );
     let requests = latencies.len();
@@ -980,6 +1006,10 @@ async fn run(endpoint: String, server_pid: u32, seed: u64) {
         fail(seed, &problems);
     }
     let fast_lag = fast_done.saturating_duration_since(finished);
+    let slow_lag = slow_log
+        .complete_at
+        .unwrap_or(asked)
+        .saturating_duration_since(finished);
 
     // Only now does the stalled stream read: everything is still there, once, in order.
     let (publish_stalled, targets_stalled) = watch::channel(None::<Arc<Targets>>);
@@ -1022,7 +1052,8 @@ async fn run(endpoint: String, server_pid: u32, seed: u64) {
         "watch stress (seed {seed}): setup {setup:?}; {requests} writes ({} revisions, {events} \
          events) in {write_time:?} = {achieved:.0}/s (paced {RATE}/s), {latency}; {cpu}; \
          {fast_deliveries} events to {} fast watchers ({:.0} per write), all in {fast_lag:?} \
-         after the last write; slow watcher {} responses; stalled stream {} responses, caught \
+         after the last write; slow watcher {} responses, complete {slow_lag:?} after the last \
+         write; stalled stream {} responses, caught \
          up in {catch_up:?}",
         acked.len(),
         STREAMS * WATCHERS_PER_STREAM,
