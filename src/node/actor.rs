@@ -34,7 +34,7 @@ use keelson_storage::btree::Database;
 use keelson_storage::io::{GlommioDirectory, LogDirectory};
 use keelson_storage::mvcc::{CompactionJob, Store};
 use keelson_storage::schema;
-use keelson_storage::wal::{self, Record, Wal, WalConfig, WalError};
+use keelson_storage::wal::{self, Record, RecoveryReport, Replay, Wal, WalConfig, WalError};
 use parking_lot::Mutex;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -82,8 +82,96 @@ where
     }
     let db = Database::open_file(&db_path)
         .map_err(|e| NodeError::Storage(format!("open {}: {e}", db_path.display())))?;
+    // The WAL needs only the B+tree's durable applied index, so the node thread opens it while
+    // this thread rebuilds the store's key index; the node checks the store agrees.
+    let applied = Store::consistent_index_in(&db).map_err(|e| NodeError::Storage(e.to_string()))?;
+    let placement = match config.node_core {
+        Some(core) => Placement::Fixed(core),
+        None => Placement::Unbound,
+    };
+    let (setup_sender, setup) = flume::bounded::<Setup>(1);
+    let (ready, started) = std::sync::mpsc::channel();
+    let node_config = config.clone();
+    let executor = LocalExecutorBuilder::new(placement)
+        .name("keelson-node")
+        .spawn(move || async move {
+            let config = node_config;
+            let opened = match open_dir(config.wal_dir.clone()).await {
+                Ok(dir) => Wal::open_from(dir, wal_config(&config), applied)
+                    .await
+                    .map_err(wal_error),
+                Err(e) => Err(NodeError::Wal(format!(
+                    "open {}: {e}",
+                    config.wal_dir.display()
+                ))),
+            };
+            // No setup means the store failed to open; the caller reports that.
+            let Ok(setup) = setup.recv_async().await else {
+                return;
+            };
+            let node = match opened {
+                Ok(opened) => Node::open(config, opened, applied, setup).await,
+                Err(e) => Err(e),
+            };
+            match node {
+                Ok(node) => node.serve(ready).await,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| NodeError::Thread(format!("start the node executor: {e}")))?;
+    let shared = match open_store(db, &config) {
+        Ok((shared, commands, membership)) => {
+            let setup = Setup {
+                shared: shared.clone(),
+                commands,
+                membership,
+            };
+            // If the node thread is already gone, `started` below finds out why.
+            let _ = setup_sender.send(setup);
+            shared
+        }
+        Err(e) => {
+            drop(setup_sender);
+            let _ = executor.join();
+            return Err(e);
+        }
+    };
+    let outcome = started.recv();
+    match outcome {
+        Ok(Ok(())) => {
+            *shared.thread.lock() = Some(executor);
+            Ok(shared)
+        }
+        Ok(Err(e)) => {
+            let _ = executor.join();
+            Err(e)
+        }
+        Err(_) => {
+            let why = match executor.join() {
+                Ok(()) => "exited during start".to_string(),
+                Err(e) => format!("failed during start: {e}"),
+            };
+            Err(NodeError::Thread(why))
+        }
+    }
+}
+
+/// What the node thread gets once the store is open.
+struct Setup {
+    shared: Arc<Shared>,
+    commands: flume::Receiver<Command>,
+    membership: Membership,
+}
+
+/// Opens the store (rebuilding its key index), the membership and the lessor.
+fn open_store(
+    db: Database,
+    config: &NodeConfig,
+) -> Result<(Arc<Shared>, flume::Receiver<Command>, Membership), NodeError> {
     let store = Arc::new(Store::open(db).map_err(|e| NodeError::Storage(e.to_string()))?);
-    let membership = super::members::load_or_bootstrap(&store, &config)?;
+    let membership = super::members::load_or_bootstrap(&store, config)?;
     let (inbox, commands) = flume::bounded(config.inbox_capacity.max(1));
     // Before the WAL replay, which brings the lessor up to date like any other apply.
     let min_ttl = min_ttl_seconds(config.election_ticks, config.tick_interval);
@@ -104,48 +192,13 @@ where
         lessor: Mutex::new(lessor),
         watch: Arc::new(WatchHub::new(store_rev)),
     });
-    let placement = match config.node_core {
-        Some(core) => Placement::Fixed(core),
-        None => Placement::Unbound,
-    };
-    let (ready, started) = std::sync::mpsc::channel();
-    let node_shared = shared.clone();
-    let executor = LocalExecutorBuilder::new(placement)
-        .name("keelson-node")
-        .spawn(move || async move {
-            let dir = match open_dir(config.wal_dir.clone()).await {
-                Ok(dir) => dir,
-                Err(e) => {
-                    let why = format!("open {}: {e}", config.wal_dir.display());
-                    let _ = ready.send(Err(NodeError::Wal(why)));
-                    return;
-                }
-            };
-            match Node::open(config, dir, node_shared, commands, membership).await {
-                Ok(node) => node.serve(ready).await,
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                }
-            }
-        })
-        .map_err(|e| NodeError::Thread(format!("start the node executor: {e}")))?;
-    let outcome = started.recv();
-    match outcome {
-        Ok(Ok(())) => {
-            *shared.thread.lock() = Some(executor);
-            Ok(shared)
-        }
-        Ok(Err(e)) => {
-            let _ = executor.join();
-            Err(e)
-        }
-        Err(_) => {
-            let why = match executor.join() {
-                Ok(()) => "exited during start".to_string(),
-                Err(e) => format!("failed during start: {e}"),
-            };
-            Err(NodeError::Thread(why))
-        }
+    Ok((shared, commands, membership))
+}
+
+fn wal_config(config: &NodeConfig) -> WalConfig {
+    WalConfig {
+        segment_bytes: config.wal_segment_bytes,
+        segments_kept: config.max_wals.max(1),
     }
 }
 
@@ -210,19 +263,27 @@ fn wal_error(e: WalError) -> NodeError {
 }
 
 impl<D: LogDirectory + 'static> Node<D> {
+    /// Starts the node on the WAL opened from the B+tree's durable applied index `applied`.
     async fn open(
         config: NodeConfig,
-        dir: D,
-        shared: Arc<Shared>,
-        commands: flume::Receiver<Command>,
-        membership: Membership,
+        (wal, report, replay): (Wal<D>, RecoveryReport, Replay),
+        applied: u64,
+        setup: Setup,
     ) -> Result<Node<D>, NodeError> {
-        let wal_config = WalConfig {
-            segment_bytes: config.wal_segment_bytes,
-            segments_kept: config.max_wals.max(1),
-        };
-        let entry_data_max = wal_config.record_body_max() - ENTRY_BODY_FIXED_BYTES;
-        let (wal, report) = Wal::open(dir, wal_config).await.map_err(wal_error)?;
+        let Setup {
+            shared,
+            commands,
+            membership,
+        } = setup;
+        let entry_data_max = wal_config(&config).record_body_max() - ENTRY_BODY_FIXED_BYTES;
+        // The B+tree holds everything up to its consistent index; the WAL, opened from there,
+        // the rest.
+        let store_applied = shared.store.view().consistent_index();
+        if store_applied != applied {
+            return Err(NodeError::Inconsistent(format!(
+                "the store opened at applied index {store_applied}, the B+tree said {applied}"
+            )));
+        }
         if let Some(torn) = &report.torn_tail {
             eprintln!(
                 "keelson node: WAL tail torn in {} at offset {}: {} bytes discarded",
@@ -231,9 +292,6 @@ impl<D: LogDirectory + 'static> Node<D> {
         }
         glommio::spawn_local(wal.clone().prepare_segments()).detach();
 
-        // The B+tree holds everything up to its consistent index; the WAL the rest.
-        let applied = shared.store.view().consistent_index();
-        let replay = wal.replay(applied).await.map_err(wal_error)?;
         let marker = replay.snapshot.unwrap_or_default();
         let applied_term = if applied == 0 {
             0

@@ -133,6 +133,11 @@ impl Lessor {
             lease.remaining_ttl = record.remaining_ttl;
             lessor.leases.insert(record.id, lease);
         }
+        // Keys attach only to leases that exist, so with none there is nothing to look for
+        // (and no reason to read every live record).
+        if lessor.leases.is_empty() {
+            return Ok(lessor);
+        }
         let all = KeyRange::Span {
             start: b"\0",
             end: None,

@@ -482,3 +482,101 @@ fn replay_when_the_durable_end_falls_on_a_block_boundary() {
     assert_eq!(report.records, 2);
     assert_eq!(indexes(&wal, 2), vec![2]);
 }
+
+/// A restart opens the log from the B+tree's durable applied index: it must come out exactly as
+/// a full open followed by a replay from that index, while reading only the segments from the
+/// newest one begun at or before it.
+#[test]
+fn open_from_an_index_agrees_with_a_full_open_and_reads_only_what_replay_needs() {
+    let cfg = config(8 << 10);
+    let dir = MemoryDirectory::new();
+    let (wal, _) = open(&dir, cfg.clone());
+    let hs = |commit| {
+        Record::HardState(HardState {
+            term: 2,
+            vote: 1,
+            commit,
+        })
+    };
+    let batch =
+        |from: u64, to: u64, term: u64| (from..=to).map(|i| entry(i, term)).collect::<Vec<_>>();
+    block_on(wal.append(&batch(1, 300, 1))).unwrap();
+    block_on(wal.append(&[hs(250)])).unwrap();
+    // A new leader rewrites the tail from 280 on, across the segments after it.
+    let mut rewrite: Vec<Record> = batch(280, 450, 2);
+    rewrite.push(Record::Snapshot(SnapshotMarker {
+        index: 260,
+        term: 1,
+    }));
+    block_on(wal.append(&rewrite)).unwrap();
+    block_on(wal.append(&[hs(440)])).unwrap();
+    drop(wal);
+    let files = dir.files();
+    assert!(files.len() >= 5, "{} segments", files.len());
+    let first_index = |name: &str| u64::from_str_radix(&name[17..33], 16).unwrap();
+
+    for from in (0..=460)
+        .step_by(7)
+        .chain([259, 260, 261, 279, 280, 450, 451])
+    {
+        let (full, full_report) = open(&MemoryDirectory::from_files(files.clone()), cfg.clone());
+        let want = block_on(full.replay(from)).unwrap();
+        let image = MemoryDirectory::from_files(files.clone());
+        let (wal, report, replay) = block_on(Wal::open_from(image.clone(), cfg.clone(), from))
+            .unwrap_or_else(|e| panic!("open from {from}: {e}"));
+        assert_eq!(replay, want, "from {from}");
+        assert_eq!(report.last_index, full_report.last_index, "from {from}");
+        assert_eq!(report.segments, full_report.segments);
+        assert_eq!(wal.last_index(), full.last_index());
+        assert_eq!(wal.hard_state(), full.hard_state());
+        // Exactly the newest segment begun at or before `from`, and the ones after it.
+        let needed = files
+            .iter()
+            .rposition(|(name, _)| first_index(name) <= from)
+            .unwrap_or(0);
+        assert_eq!(report.segments_read, files.len() - needed, "from {from}");
+        // The log opened this way goes on as usual.
+        block_on(wal.append(&[entry(451, 2)])).unwrap();
+        let (again, _) = open(&image, cfg.clone());
+        let all = block_on(again.replay(0)).unwrap().entries;
+        assert_eq!(all.last().map(|e| e.index), Some(451));
+        assert_eq!(all.len(), 451);
+    }
+
+    // A flipped bit in a segment replay needs is refused, naming it; one wholly before the
+    // index is not read (a full open still refuses it).
+    let from = 300;
+    let needed = files
+        .iter()
+        .rposition(|(name, _)| first_index(name) <= from)
+        .unwrap();
+    assert!(needed >= 2);
+    for (f, must_refuse) in [(needed - 1, false), (needed, true), (files.len() - 2, true)] {
+        let mut damaged = files.clone();
+        damaged[f].1[SEGMENT_HEADER_BYTES + 3] ^= 0x10;
+        let opened = block_on(Wal::open_from(
+            MemoryDirectory::from_files(damaged.clone()),
+            cfg.clone(),
+            from,
+        ));
+        match (opened, must_refuse) {
+            (Err(WalError::Corrupt { file, .. }), true) => assert_eq!(file, damaged[f].0),
+            (Ok((_, _, replay)), false) => {
+                assert_eq!(replay.entries.first().map(|e| e.index), Some(from));
+            }
+            (Err(e), _) => panic!("flip in segment {f}: {e}"),
+            (Ok(_), true) => panic!("flip in segment {f} not detected"),
+        }
+        let full = block_on(Wal::open(MemoryDirectory::from_files(damaged), cfg.clone()));
+        assert!(matches!(full, Err(WalError::Corrupt { .. })));
+    }
+    // A missing segment before the index still breaks the run of names and is refused.
+    let mut missing = files.clone();
+    missing.remove(1);
+    let opened = block_on(Wal::open_from(
+        MemoryDirectory::from_files(missing),
+        cfg.clone(),
+        from,
+    ));
+    assert!(matches!(opened, Err(WalError::Corrupt { .. })));
+}

@@ -1,11 +1,17 @@
-//! The key index: every key's [`KeyIndex`], ordered by key, in memory (etcd's `treeIndex`).
+//! The key index: every key's history, ordered by key, in memory (etcd's `treeIndex`).
 //!
 //! Ranges resolve here to the revisions to read from the key tree. The index is rebuilt from the
 //! key tree at open, so it is never written to disk itself.
+//!
+//! Memory: each key is one heap allocation holding its length, its bytes and its encoded history
+//! (`key_index`'s "Encoded form"), kept in a `BTreeSet` ordered by the key bytes. A change to a
+//! key's history re-encodes it into a new allocation that replaces the old one in place.
 
-use super::key_index::{KeyAt, KeyIndex};
+use super::key_index::{self, KeyAt, KeyIndex, Reader};
 use super::revision::Revision;
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Bound;
 
 /// Which keys a request covers, decoded from etcd's `key`/`range_end` pair.
@@ -60,7 +66,7 @@ impl<'a> KeyRange<'a> {
     }
 }
 
-/// A non-empty key range as `BTreeMap::range` takes it.
+/// A non-empty key range as `BTreeSet::range` takes it.
 type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
 /// One key as a range at some revision found it.
@@ -70,8 +76,109 @@ pub struct FoundKey<'a> {
     pub at: KeyAt,
 }
 
+/// One key and its encoded history in one allocation: `varint key length | key | history`.
+struct Entry(Box<[u8]>);
+
+impl Entry {
+    fn build(key: &[u8], history: impl FnOnce(&mut Vec<u8>)) -> Entry {
+        let mut bytes = Vec::with_capacity(key.len() + 24);
+        key_index::put_len(&mut bytes, key.len());
+        bytes.extend_from_slice(key);
+        history(&mut bytes);
+        Entry(bytes.into_boxed_slice())
+    }
+
+    fn new(key: &[u8], history: &KeyIndex) -> Entry {
+        Entry::build(key, |out| history.encode_into(out))
+    }
+
+    /// The key and the encoded history.
+    fn parts(&self) -> (&[u8], &[u8]) {
+        let mut reader = Reader::new(&self.0);
+        let len = reader.varint() as usize;
+        reader.rest().split_at(len)
+    }
+
+    fn key(&self) -> &[u8] {
+        self.parts().0
+    }
+
+    fn history(&self) -> &[u8] {
+        self.parts().1
+    }
+}
+
+// Entries compare by key alone, and borrow as their key, so the set is searched with `&[u8]`.
+impl Borrow<[u8]> for Entry {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Entry) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Entry) -> Ordering {
+        self.key().cmp(other.key())
+    }
+}
+
+/// Builds an index from keys in ascending order, as the store's open does: each key is added
+/// once with its whole history, and the set is built in one pass instead of by searching inserts.
+pub struct SortedBuilder {
+    entries: Vec<Entry>,
+}
+
+impl SortedBuilder {
+    /// Adds `key`, which must sort after every key added before.
+    pub fn push(&mut self, key: &[u8], history: &KeyIndex) {
+        self.push_entry(Entry::new(key, history));
+    }
+
+    /// Adds `key` as restored from its newest record (see [`KeyIndex::restored`]).
+    pub fn push_restored(
+        &mut self,
+        key: &[u8],
+        created: Revision,
+        modified: Revision,
+        version: i64,
+    ) {
+        self.push_entry(Entry::build(key, |out| {
+            key_index::encode_restored(out, created, modified, version)
+        }));
+    }
+
+    fn push_entry(&mut self, entry: Entry) {
+        assert!(
+            self.entries.last().is_none_or(|last| *last < entry),
+            "keys must be pushed in ascending order"
+        );
+        self.entries.push(entry);
+    }
+
+    pub fn finish(self) -> Index {
+        Index {
+            // From sorted input the set is built bottom-up with full nodes.
+            keys: self.entries.into_iter().collect(),
+            compacted_rev: -1,
+        }
+    }
+}
+
 pub struct Index {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
+    keys: BTreeSet<Entry>,
     /// The revision of the last compaction applied; the index cannot answer below it.
     compacted_rev: i64,
 }
@@ -79,7 +186,7 @@ pub struct Index {
 impl Default for Index {
     fn default() -> Index {
         Index {
-            keys: BTreeMap::new(),
+            keys: BTreeSet::new(),
             compacted_rev: -1,
         }
     }
@@ -88,6 +195,13 @@ impl Default for Index {
 impl Index {
     pub fn new() -> Index {
         Index::default()
+    }
+
+    /// An empty builder for an index whose keys arrive in order.
+    pub fn sorted_builder(capacity: usize) -> SortedBuilder {
+        SortedBuilder {
+            entries: Vec::with_capacity(capacity),
+        }
     }
 
     pub fn compacted_rev(&self) -> i64 {
@@ -100,35 +214,44 @@ impl Index {
     }
 
     pub fn put(&mut self, key: &[u8], rev: Revision) {
-        match self.keys.get_mut(key) {
-            Some(index) => index.put(rev),
-            None => {
-                let mut index = KeyIndex::default();
-                index.put(rev);
-                self.keys.insert(key.to_vec(), index);
-            }
-        }
+        let mut index = self.key_index(key).unwrap_or_default();
+        index.put(rev);
+        self.keys.replace(Entry::new(key, &index));
     }
 
     /// Records a delete; false if the key did not exist.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys
-            .get_mut(key)
-            .is_some_and(|index| index.tombstone(rev))
+        let Some(mut index) = self.key_index(key) else {
+            return false;
+        };
+        if !index.tombstone(rev) {
+            return false;
+        }
+        self.keys.replace(Entry::new(key, &index));
+        true
     }
 
     /// Restores a key from its newest record, as read back at open.
     pub fn restore(&mut self, key: &[u8], created: Revision, modified: Revision, version: i64) {
-        self.keys
-            .insert(key.to_vec(), KeyIndex::restored(created, modified, version));
+        self.keys.replace(Entry::build(key, |out| {
+            key_index::encode_restored(out, created, modified, version)
+        }));
     }
 
-    pub fn key_index(&self, key: &[u8]) -> Option<&KeyIndex> {
-        self.keys.get(key)
+    /// True if the key has any history in the index.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// The key's history, decoded.
+    pub fn key_index(&self, key: &[u8]) -> Option<KeyIndex> {
+        self.keys
+            .get(key)
+            .map(|entry| KeyIndex::decode(entry.history()))
     }
 
     pub fn get(&self, key: &[u8], at_rev: i64) -> Option<KeyAt> {
-        self.keys.get(key)?.get(at_rev)
+        key_index::get_encoded(self.keys.get(key)?.history(), at_rev)
     }
 
     /// Calls `visit` for each key of `range` that existed at `at_rev`, in key order, until it
@@ -140,8 +263,9 @@ impl Index {
         mut visit: impl FnMut(FoundKey<'s>) -> bool,
     ) {
         let Some(bounds) = range.bounds() else { return };
-        for (key, index) in self.keys.range::<[u8], _>(bounds) {
-            if let Some(at) = index.get(at_rev)
+        for entry in self.keys.range::<[u8], _>(bounds) {
+            let (key, history) = entry.parts();
+            if let Some(at) = key_index::get_encoded(history, at_rev)
                 && !visit(FoundKey { key, at })
             {
                 return;
@@ -172,15 +296,28 @@ impl Index {
     /// Compacts every key at `at_rev`, dropping keys with no history left. Returns the revisions
     /// that must survive in the key tree: for every key, the newest revision at or below `at_rev`
     /// unless that is a tombstone.
-    pub fn compact(&mut self, at_rev: i64) -> std::collections::HashSet<Revision> {
-        let mut kept = std::collections::HashSet::new();
+    pub fn compact(&mut self, at_rev: i64) -> HashSet<Revision> {
+        let mut kept = HashSet::new();
         self.compacted_rev = self.compacted_rev.max(at_rev);
-        self.keys.retain(|_, index| {
-            if let Some(rev) = index.compact(at_rev) {
-                kept.insert(rev);
-            }
-            !index.is_empty()
-        });
+        let keys = std::mem::take(&mut self.keys);
+        // Rebuilt in key order, so the new set is built bottom-up; keys whose history compaction
+        // leaves alone keep their allocation.
+        self.keys = keys
+            .into_iter()
+            .filter_map(|entry| {
+                if let Some(rev) = key_index::single_revision(entry.history()) {
+                    if rev.main <= at_rev {
+                        kept.insert(rev);
+                    }
+                    return Some(entry);
+                }
+                let mut index = KeyIndex::decode(entry.history());
+                if let Some(rev) = index.compact(at_rev) {
+                    kept.insert(rev);
+                }
+                (!index.is_empty()).then(|| Entry::new(entry.key(), &index))
+            })
+            .collect();
         kept
     }
 }
@@ -252,5 +389,39 @@ mod tests {
         // b is gone entirely; a and c remain.
         assert_eq!(index.key_count(), 2);
         assert_eq!(index.get(b"a", 4).map(|k| k.modified), Some(rev(2)));
+    }
+    #[test]
+    fn a_sorted_build_equals_one_made_by_inserts() {
+        let mut inserted = Index::new();
+        inserted.restore(b"a", rev(1), rev(3), 2);
+        inserted.put(b"b", rev(2));
+        inserted.put(b"b", rev(4));
+        assert!(inserted.tombstone(b"b", rev(5)));
+        inserted.restore(b"c", rev(6), rev(6), 1);
+        let mut builder = Index::sorted_builder(3);
+        builder.push_restored(b"a", rev(1), rev(3), 2);
+        builder.push(b"b", &inserted.key_index(b"b").expect("b is indexed"));
+        builder.push_restored(b"c", rev(6), rev(6), 1);
+        let built = builder.finish();
+        assert_eq!(built.key_count(), 3);
+        for key in [&b"a"[..], b"b", b"c", b"d"] {
+            assert_eq!(built.key_index(key), inserted.key_index(key));
+            for at in 0..8 {
+                assert_eq!(built.get(key, at), inserted.get(key, at));
+            }
+        }
+        let all = KeyRange::from_request(b"\0", b"\0");
+        assert_eq!(built.range_at(all, 4, 0), inserted.range_at(all, 4, 0));
+        // b is deleted at 5 and c created at 6.
+        assert_eq!(built.range_at(all, 5, 0).1, 1);
+        assert_eq!(built.range_at(all, 6, 0).1, 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "ascending order")]
+    fn a_sorted_build_refuses_keys_out_of_order() {
+        let mut builder = Index::sorted_builder(2);
+        builder.push_restored(b"b", rev(1), rev(1), 1);
+        builder.push_restored(b"a", rev(2), rev(2), 1);
     }
 }
