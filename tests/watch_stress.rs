@@ -81,8 +81,13 @@ const STALLED_WATCHERS: usize = 50;
 const STALLED_PREV_KV: usize = 5;
 /// The slow watcher's pause after each message it reads.
 const SLOW_PAUSE: Duration = Duration::from_millis(10);
-/// HTTP/2 window (stream and connection) of the slow and the stalled stream, in bytes.
+/// HTTP/2 stream window of the slow and the stalled stream, in bytes.
 const SMALL_WINDOW: u32 = 16 * 1024;
+/// Their connection window: the client library (h2) closes a connection whose peer has more small
+/// DATA frames waiting unread than a budget of half this window allows (its guard against a
+/// flood of tiny frames), and a lagging watch stream is exactly many small frames. Half of this
+/// is far above what one 16 KiB stream window can hold in frames of any size.
+const SLOW_CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Opening every stream and creating its watchers.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -504,7 +509,7 @@ impl StreamLog {
 /// Opens a stream on its own connection (a stalled stream must not hold a shared connection's
 /// window), creates one watcher per spec and waits for every created answer. Returns the stream
 /// and the watch ids, in spec order (etcd answers creates in order). `small_window` gives the
-/// connection small HTTP/2 windows, so a reader that lags pushes back on the server within a few
+/// stream a small HTTP/2 window, so a reader that lags pushes back on the server within a few
 /// hundred responses instead of the client library buffering megabytes for it.
 async fn open(
     endpoint: String,
@@ -517,7 +522,7 @@ async fn open(
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .initial_stream_window_size(SMALL_WINDOW)
-            .initial_connection_window_size(SMALL_WINDOW)
+            .initial_connection_window_size(SLOW_CONNECTION_WINDOW)
             .connect()
             .await
     } else {
