@@ -3,7 +3,7 @@
 //! - [`kv`]: Range from a store view, writes proposed through the node.
 //! - [`maintenance`], [`cluster`]: Status, Alarm and MemberList; other calls UNIMPLEMENTED.
 //! - [`lease`]: grant and revoke through the node, keep-alive and reads from its lessor.
-//! - [`watch`]: the Watch stream over the node's watch hub.
+//! - [`watch`]: the Watch stream over the node's watch hub; [`watch_wire`]: its codec and route.
 //! - Auth is not served yet: tonic answers UNIMPLEMENTED for every call of a
 //!   service that is not registered, which is exactly what they must answer for now.
 //! - [`quota`]: the space quota checked before proposing a write (raises NOSPACE).
@@ -23,6 +23,7 @@ pub mod size_limit;
 pub mod status;
 pub mod threads;
 pub mod watch;
+pub mod watch_wire;
 
 use std::fmt;
 use std::future::Future;
@@ -33,7 +34,6 @@ use keelson_proto::etcdserverpb::cluster_server::ClusterServer;
 use keelson_proto::etcdserverpb::kv_server::KvServer;
 use keelson_proto::etcdserverpb::lease_server::LeaseServer;
 use keelson_proto::etcdserverpb::maintenance_server::MaintenanceServer;
-use keelson_proto::etcdserverpb::watch_server::WatchServer;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -48,6 +48,7 @@ use self::lease::LeaseService;
 use self::maintenance::MaintenanceService;
 use self::size_limit::SizeLimit;
 use self::watch::WatchService;
+use self::watch_wire::WatchServer;
 
 /// Why the API could not be served.
 #[derive(Debug)]
@@ -130,12 +131,14 @@ pub async fn serve(
         .max_decoding_message_size(tonic_limit);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
         .max_decoding_message_size(tonic_limit);
-    let watch = WatchServer::new(WatchService::new(
-        node.clone(),
-        config.watch_progress_notify_interval,
-        limits.max_request_bytes,
-    ))
-    .max_decoding_message_size(tonic_limit);
+    let watch = WatchServer::new(
+        WatchService::new(
+            node.clone(),
+            config.watch_progress_notify_interval,
+            limits.max_request_bytes,
+        ),
+        tonic_limit,
+    );
     let lease = LeaseServer::new(LeaseService::new(node.clone(), quota.clone()))
         .max_decoding_message_size(tonic_limit);
     let cluster =

@@ -5,7 +5,8 @@
 //! only writer of responses: created and canceled answers, events the hub queued, catch-ups read
 //! from the store, compaction cancels, progress notifications. Because one task writes, a
 //! watcher's created response always precedes its events, and its events go out in revision
-//! order.
+//! order. Events go out as the hub's shared encoding with this watcher's header and id around
+//! it ([`crate::api::watch_wire`]), everything pending handed to the transport in one batch.
 //!
 //! This module must never make the node wait (the hub only queues; a slow client only slows its
 //! own stream) and never change the store.
@@ -13,27 +14,32 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use keelson_proto::etcdserverpb::watch_request::RequestUnion;
-use keelson_proto::etcdserverpb::watch_server::Watch;
 use keelson_proto::etcdserverpb::{ResponseHeader, WatchRequest, WatchResponse};
 use prost::Message;
+use prost::bytes::Bytes;
 use tokio::sync::mpsc;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
 
 use crate::api::header::fill_header;
+use crate::api::watch_wire::{ResponseStream, WatchOut};
 use crate::node::NodeHandle;
 use crate::server::watch::feed::{self, Output};
 use crate::server::watch::{Delivery, StreamHandle, WatchHub, WatchSpec};
 
 /// Client requests read ahead of the stream task.
 const REQUEST_QUEUE: usize = 64;
-/// Responses written ahead of the transport; when full the stream task waits (that stream only).
-const RESPONSE_QUEUE: usize = 64;
+/// Batches of responses written ahead of the transport; when full the stream task waits (that
+/// stream only).
+const RESPONSE_QUEUE: usize = 16;
 /// The watch id of a response that belongs to no watcher (etcd 3.4's progress-request answer).
 const NO_WATCH_ID: i64 = -1;
+/// The field number of `WatchResponse.header`.
+const HEADER_FIELD: u32 = 1;
 
 /// etcd's Watch service over a node.
 pub struct WatchService {
@@ -56,18 +62,9 @@ impl WatchService {
             max_request_bytes,
         }
     }
-}
 
-type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchStream = ResponseStream;
-
-    async fn watch(
-        &self,
-        request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<ResponseStream>, Status> {
+    /// Serves one Watch stream: starts its reader and writer tasks and returns the responses.
+    pub fn watch(&self, request: Request<Streaming<WatchRequest>>) -> ResponseStream {
         let mut incoming = request.into_inner();
         let (request_tx, request_rx) = mpsc::channel(REQUEST_QUEUE);
         tokio::spawn(async move {
@@ -91,13 +88,41 @@ impl Watch for WatchService {
             specs: HashMap::new(),
             progress: HashMap::new(),
             out: response_tx,
+            pending: Vec::new(),
+            heads: HeadCache::default(),
             max_request_bytes: self.max_request_bytes,
         };
         tokio::spawn(session.run(request_rx, self.progress_interval));
-        let stream = futures_util::stream::unfold(response_rx, |mut rx| async move {
-            rx.recv().await.map(|response| (response, rx))
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Box::pin(Responses {
+            rx: response_rx,
+            current: Vec::new().into_iter(),
+        })
+    }
+}
+
+type Item = Result<WatchOut, Status>;
+
+/// The session's batches flattened into one response per item: tonic encodes every item that is
+/// ready into one buffer, so a batch leaves in as few writes as its size allows.
+struct Responses {
+    rx: mpsc::Receiver<Vec<Item>>,
+    current: std::vec::IntoIter<Item>,
+}
+
+impl Stream for Responses {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        loop {
+            if let Some(item) = self.current.next() {
+                return Poll::Ready(Some(item));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -113,6 +138,14 @@ impl Drop for Registered {
     }
 }
 
+/// The encoded header field of the last revision answered, reused by every watcher's response
+/// at that revision. Refilled per flush, so a new raft term is picked up.
+#[derive(Default)]
+struct HeadCache {
+    rev: i64,
+    head: Option<Bytes>,
+}
+
 /// The client is gone: stop the session.
 struct Gone;
 
@@ -124,7 +157,10 @@ struct Session {
     /// etcd's `progress` map: watchers that asked for progress notifications, and whether the
     /// next tick should notify them (no event was sent to them since the last tick).
     progress: HashMap<i64, bool>,
-    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    out: mpsc::Sender<Vec<Item>>,
+    /// Responses made but not yet handed to the transport, in order.
+    pending: Vec<Item>,
+    heads: HeadCache,
     max_request_bytes: usize,
 }
 
@@ -134,21 +170,24 @@ impl Session {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut reading = true;
         loop {
-            if self.flush().await.is_err() {
+            if self.flush().await.is_err() || self.ship().await.is_err() {
                 return;
             }
             let outcome = tokio::select! {
                 biased;
                 () = self.out.closed() => Err(Gone),
                 request = requests.recv(), if reading => match request {
-                    Some(request) => self.handle(request).await,
+                    Some(request) => self.handle(request),
                     None => {
                         reading = false;
                         Ok(())
                     }
                 },
                 () = wake.notified() => Ok(()),
-                _ = ticker.tick() => self.progress_tick().await,
+                _ = ticker.tick() => {
+                    self.progress_tick();
+                    Ok(())
+                }
             };
             if outcome.is_err() {
                 return;
@@ -169,11 +208,39 @@ impl Session {
         header
     }
 
-    async fn send(&self, response: WatchResponse) -> Result<(), Gone> {
-        self.out.send(Ok(response)).await.map_err(|_| Gone)
+    /// The encoded header field for a response at `revision`.
+    fn head(&mut self, revision: i64) -> Bytes {
+        if let Some(head) = &self.heads.head
+            && self.heads.rev == revision
+        {
+            return head.clone();
+        }
+        let header = self.header(revision).expect("fill_header sets it");
+        let mut buf = Vec::with_capacity(header.encoded_len() + 2);
+        prost::encoding::message::encode(HEADER_FIELD, &header, &mut buf);
+        let head = Bytes::from(buf);
+        self.heads = HeadCache {
+            rev: revision,
+            head: Some(head.clone()),
+        };
+        head
     }
 
-    async fn handle(&mut self, request: WatchRequest) -> Result<(), Gone> {
+    /// Queues a response behind everything made before it.
+    fn send(&mut self, response: WatchResponse) {
+        self.pending.push(Ok(WatchOut::Message(response)));
+    }
+
+    /// Hands the pending responses to the transport as one batch.
+    async fn ship(&mut self) -> Result<(), Gone> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.out.send(batch).await.map_err(|_| Gone)
+    }
+
+    fn handle(&mut self, request: WatchRequest) -> Result<(), Gone> {
         match request.request_union {
             Some(RequestUnion::CreateRequest(create)) => {
                 let spec = WatchSpec::from_request(&create);
@@ -205,7 +272,7 @@ impl Session {
                         ..WatchResponse::default()
                     },
                 };
-                self.send(response).await
+                self.send(response);
             }
             Some(RequestUnion::CancelRequest(cancel)) => {
                 let id = cancel.watch_id;
@@ -219,9 +286,8 @@ impl Session {
                         canceled: true,
                         ..WatchResponse::default()
                     };
-                    self.send(response).await?;
+                    self.send(response);
                 }
-                Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
                 let response = WatchResponse {
@@ -229,79 +295,99 @@ impl Session {
                     watch_id: NO_WATCH_ID,
                     ..WatchResponse::default()
                 };
-                self.send(response).await
+                self.send(response);
             }
-            None => Ok(()),
-        }
-    }
-
-    /// Sends everything pending: what the hub queued, then catch-ups read from the store.
-    async fn flush(&mut self) -> Result<(), Gone> {
-        let store = self.node.store().clone();
-        while let Some(output) = feed::next(self.hub(), &store, self.stream.handle.id) {
-            match output {
-                Output::Events(delivery) => self.send_events(delivery).await?,
-                Output::Compacted {
-                    watch_id,
-                    compact_rev,
-                    ..
-                } => {
-                    self.specs.remove(&watch_id);
-                    self.progress.remove(&watch_id);
-                    // etcd cancels a compacted watcher with the compact revision set, and its
-                    // header revision is 0 (the watcher's response carries no store revision);
-                    // checked against etcd 3.4.23 in tests/watch_grpc.rs.
-                    let response = WatchResponse {
-                        header: self.header(0),
-                        watch_id,
-                        canceled: true,
-                        compact_revision: compact_rev,
-                        ..WatchResponse::default()
-                    };
-                    self.send(response).await?;
-                }
-                Output::Broken(why) => {
-                    let status = Status::internal(format!("keelson: watch history: {why}"));
-                    let _ = self.out.send(Err(status)).await;
-                    return Err(Gone);
-                }
-            }
+            None => {}
         }
         Ok(())
     }
 
-    /// Sends one watcher's events: prev_kv filled in if it asked, split into fragments if it
-    /// asked and the response is too large.
-    async fn send_events(&mut self, delivery: Delivery) -> Result<(), Gone> {
+    /// Sends everything pending: what the hub queued, then catch-ups read from the store. Each
+    /// round (everything queued at once, or one catch-up step) leaves as one batch.
+    async fn flush(&mut self) -> Result<(), Gone> {
+        let store = self.node.store().clone();
+        self.heads = HeadCache::default();
+        let mut outputs = Vec::new();
+        loop {
+            feed::next_batch(self.hub(), &store, self.stream.handle.id, &mut outputs);
+            if outputs.is_empty() {
+                return Ok(());
+            }
+            for output in outputs.drain(..) {
+                match output {
+                    Output::Events(delivery) => self.send_events(delivery),
+                    Output::Compacted {
+                        watch_id,
+                        compact_rev,
+                        ..
+                    } => {
+                        self.specs.remove(&watch_id);
+                        self.progress.remove(&watch_id);
+                        // etcd cancels a compacted watcher with the compact revision set, and
+                        // its header revision is 0 (the watcher's response carries no store
+                        // revision); checked against etcd 3.4.23 in tests/watch_grpc.rs.
+                        let response = WatchResponse {
+                            header: self.header(0),
+                            watch_id,
+                            canceled: true,
+                            compact_revision: compact_rev,
+                            ..WatchResponse::default()
+                        };
+                        self.send(response);
+                    }
+                    Output::Broken(why) => {
+                        let status = Status::internal(format!("keelson: watch history: {why}"));
+                        self.pending.push(Err(status));
+                        let _ = self.ship().await;
+                        return Err(Gone);
+                    }
+                }
+            }
+            self.ship().await?;
+        }
+    }
+
+    /// Queues one watcher's events: prev_kv filled in if it asked, split into fragments if it
+    /// asked and the response is too large. Otherwise the shared encoding is written as is.
+    fn send_events(&mut self, delivery: Delivery) {
         let Some(spec) = self.specs.get(&delivery.watch_id) else {
             // Canceled after the hub queued this; etcd drops such events too.
-            return Ok(());
+            return;
         };
-        let fragment = spec.fragment;
-        let mut delivery = delivery;
-        if spec.prev_kv {
-            feed::with_prev_kv(self.node.store(), &mut delivery);
-        }
+        let (fragment, prev_kv) = (spec.fragment, spec.prev_kv);
         if let Some(flag) = self.progress.get_mut(&delivery.watch_id) {
             // An event is progress too: skip the next notification (etcd elides it).
             *flag = false;
         }
+        let head = self.head(delivery.rev);
+        let (events, encoded) = if prev_kv {
+            delivery.batch.with_prev_kv(self.node.store())
+        } else {
+            (delivery.batch.events(), delivery.batch.encoded())
+        };
+        // The whole response is under the limit when its events are with room to spare for the
+        // header and watch id: no need to ask for fragments.
+        if !fragment || encoded.len() + head.len() + 16 < self.max_request_bytes {
+            let out = WatchOut::Events {
+                head,
+                watch_id: delivery.watch_id,
+                events: encoded.clone(),
+            };
+            self.pending.push(Ok(out));
+            return;
+        }
         let response = WatchResponse {
             header: self.header(delivery.rev),
             watch_id: delivery.watch_id,
-            events: delivery.events,
+            events: events.to_vec(),
             ..WatchResponse::default()
         };
-        if !fragment {
-            return self.send(response).await;
-        }
         for part in fragments(response, self.max_request_bytes) {
-            self.send(part).await?;
+            self.send(part);
         }
-        Ok(())
     }
 
-    async fn progress_tick(&mut self) -> Result<(), Gone> {
+    fn progress_tick(&mut self) {
         let mut due: Vec<i64> = self
             .progress
             .iter()
@@ -319,10 +405,9 @@ impl Session {
                     watch_id: id,
                     ..WatchResponse::default()
                 };
-                self.send(response).await?;
+                self.send(response);
             }
         }
-        Ok(())
     }
 }
 

@@ -5,8 +5,11 @@
 //! tested where they are implemented. This module must never wait or write; it reads one
 //! bounded batch of history per call.
 
+use std::sync::Arc;
+
 use keelson_storage::mvcc::Store;
 
+use super::batch::EventBatch;
 use super::history::{self, HistoryError};
 use super::hub::{Delivery, WatchHub};
 
@@ -42,7 +45,7 @@ pub fn next(hub: &WatchHub, store: &Store, stream: u64) -> Option<Output> {
                     return Some(Output::Events(Delivery {
                         watch_id: watcher.watch_id,
                         rev: view.rev(),
-                        events: read.events,
+                        batch: Arc::new(EventBatch::new(read.events)),
                     }));
                 }
             }
@@ -59,10 +62,15 @@ pub fn next(hub: &WatchHub, store: &Store, stream: u64) -> Option<Output> {
     }
 }
 
-/// Fills in each event's prev_kv (for watchers that asked).
-pub fn with_prev_kv(store: &Store, delivery: &mut Delivery) {
-    let view = store.view();
-    for event in &mut delivery.events {
-        event.prev_kv = history::prev_kv(store, &view, event);
+/// Everything `stream` has queued, taken at once, or else what [`next`] gives (one catch-up
+/// step); `out` stays empty when nothing is pending. The caller sends all of `out`, in order,
+/// before asking again.
+pub fn next_batch(hub: &WatchHub, store: &Store, stream: u64, out: &mut Vec<Output>) {
+    let mut queued = Vec::new();
+    hub.pop_all(stream, &mut queued);
+    if queued.is_empty() {
+        out.extend(next(hub, store, stream));
+    } else {
+        out.extend(queued.into_iter().map(Output::Events));
     }
 }

@@ -20,6 +20,7 @@ use keelson_storage::mvcc::Change;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::batch::EventBatch;
 use super::watcher::{WatchSpec, change_rev, to_event};
 
 /// Responses a watcher may have waiting in its stream's queue before it is switched to catching
@@ -29,13 +30,20 @@ pub const WATCHER_BUFFER_RESPONSES: usize = 64;
 /// A watch id chosen by the server (etcd's `AutoWatchID`).
 pub const AUTO_WATCH_ID: i64 = 0;
 
-/// Events for one watcher, all of revisions up to `rev`, never splitting a revision.
+/// Events for one watcher, all of revisions up to `rev`, never splitting a revision. The
+/// events are shared with every other watcher handed the same ones.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Delivery {
     pub watch_id: i64,
     /// The store revision the events were published at (the response header's revision).
     pub rev: i64,
-    pub events: Vec<Event>,
+    pub batch: Arc<EventBatch>,
+}
+
+impl Delivery {
+    pub fn events(&self) -> &[Event] {
+        self.batch.events()
+    }
 }
 
 /// Why a watcher could not be created; the message is etcd's `cancel_reason`.
@@ -217,18 +225,23 @@ impl WatchHub {
             return;
         }
         state.rev = state.rev.max(rev);
+        let mut shared = Shared::new(changes);
+        let mut wanted: Vec<u32> = Vec::with_capacity(changes.len());
         for s in state.streams.values_mut() {
             let mut woke = false;
             for (id, w) in s.watchers.iter_mut() {
                 if !w.synced {
                     continue;
                 }
-                let events: Vec<Event> = changes
-                    .iter()
-                    .filter(|c| change_rev(c) >= w.next_rev && w.spec.wants(c))
-                    .map(to_event)
-                    .collect();
-                if events.is_empty() {
+                wanted.clear();
+                wanted.extend(
+                    changes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| change_rev(c) >= w.next_rev && w.spec.wants(c))
+                        .map(|(i, _)| i as u32),
+                );
+                if wanted.is_empty() {
                     w.next_rev = w.next_rev.max(rev + 1);
                     continue;
                 }
@@ -244,13 +257,27 @@ impl WatchHub {
                 s.queue.push_back(Delivery {
                     watch_id: *id,
                     rev,
-                    events,
+                    batch: shared.batch(&wanted),
                 });
                 woke = true;
             }
             if woke {
                 s.wake.notify_one();
             }
+        }
+    }
+
+    /// Every delivery queued for a stream, oldest first, taken under one lock.
+    pub fn pop_all(&self, stream: u64, out: &mut Vec<Delivery>) {
+        let mut state = self.state.lock();
+        let Some(s) = state.streams.get_mut(&stream) else {
+            return;
+        };
+        for delivery in s.queue.drain(..) {
+            if let Some(w) = s.watchers.get_mut(&delivery.watch_id) {
+                w.queued = w.queued.saturating_sub(1);
+            }
+            out.push(delivery);
         }
     }
 
@@ -306,5 +333,55 @@ impl WatchHub {
         let state = self.state.lock();
         let w = state.streams.get(&stream)?.watchers.get(&watch_id)?;
         (w.synced && w.queued == 0).then_some(state.rev)
+    }
+}
+
+/// The event batches of one notify, one per distinct set of changes a watcher wants, so
+/// watchers wanting the same changes share one batch (and its encoding).
+struct Shared<'a> {
+    changes: &'a [Change],
+    /// Each change as an etcd event, made on first use.
+    events: Vec<Option<Event>>,
+    /// The last set asked for: watchers come in runs wanting the same changes.
+    last: Option<(Vec<u32>, Arc<EventBatch>)>,
+    others: HashMap<Vec<u32>, Arc<EventBatch>>,
+}
+
+impl<'a> Shared<'a> {
+    fn new(changes: &'a [Change]) -> Shared<'a> {
+        Shared {
+            changes,
+            events: vec![None; changes.len()],
+            last: None,
+            others: HashMap::new(),
+        }
+    }
+
+    /// The batch of the changes at `wanted` (indexes into `changes`, ascending).
+    fn batch(&mut self, wanted: &[u32]) -> Arc<EventBatch> {
+        if let Some((set, batch)) = &self.last
+            && set.as_slice() == wanted
+        {
+            return batch.clone();
+        }
+        let batch = match self.others.get(wanted) {
+            Some(batch) => batch.clone(),
+            None => {
+                let events = wanted
+                    .iter()
+                    .map(|&i| {
+                        let i = i as usize;
+                        self.events[i]
+                            .get_or_insert_with(|| to_event(&self.changes[i]))
+                            .clone()
+                    })
+                    .collect();
+                let batch = Arc::new(EventBatch::new(events));
+                self.others.insert(wanted.to_vec(), batch.clone());
+                batch
+            }
+        };
+        self.last = Some((wanted.to_vec(), batch.clone()));
+        batch
     }
 }

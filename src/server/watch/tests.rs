@@ -40,7 +40,7 @@ fn drain(hub: &WatchHub, store: &Store, stream: u64) -> Vec<(i64, Vec<Event>)> {
     let mut out = Vec::new();
     while let Some(output) = feed::next(hub, store, stream) {
         match output {
-            Output::Events(d) => out.push((d.watch_id, d.events)),
+            Output::Events(d) => out.push((d.watch_id, d.events().to_vec())),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -150,11 +150,13 @@ fn prev_kv_is_the_value_before_the_change() {
         vec![WriteRequest::DeleteRange(del_req("k", ""))],
     );
     let mut prevs = Vec::new();
-    while let Some(Output::Events(mut d)) = feed::next(&hub, &store, stream) {
-        feed::with_prev_kv(&store, &mut d);
-        for e in d.events {
-            prevs.push(e.prev_kv.map(|kv| (kv.value, kv.mod_revision)));
+    while let Some(Output::Events(d)) = feed::next(&hub, &store, stream) {
+        let (events, _) = d.batch.with_prev_kv(&store);
+        for e in events {
+            prevs.push(e.prev_kv.clone().map(|kv| (kv.value, kv.mod_revision)));
         }
+        // The events without prev_kv are kept apart for the watchers that did not ask.
+        assert!(d.events().iter().all(|e| e.prev_kv.is_none()));
     }
     assert_eq!(
         prevs,
@@ -185,7 +187,7 @@ fn a_slow_watcher_catches_up_from_the_store_without_loss_or_duplicates() {
         if i % 150 == 149
             && let Some(Output::Events(d)) = feed::next(&hub, &store, slow)
         {
-            slow_revs.extend(d.events.iter().map(event_rev));
+            slow_revs.extend(d.events().iter().map(event_rev));
         }
     }
     slow_revs.extend(
@@ -253,4 +255,37 @@ fn a_watcher_below_the_compaction_is_canceled_with_the_compact_revision() {
         ["PUT k=2 @4", "PUT k=3 @5", "PUT k=4 @6"]
     );
     assert_eq!(hub.watcher_count(), 1);
+}
+
+#[test]
+fn watchers_handed_the_same_events_share_one_batch_and_its_encoding() {
+    let store = new_store();
+    let hub = WatchHub::new(store.current_rev());
+    let (a, b) = (hub.open_stream().id, hub.open_stream().id);
+    hub.add_watcher(a, 0, spec("k", ""), 0).unwrap();
+    hub.add_watcher(b, 0, spec("k", ""), 0).unwrap();
+    // A range watcher sees the other key too: a different set of events, its own batch.
+    hub.add_watcher(b, 0, spec("k", "m"), 0).unwrap();
+    apply(
+        &store,
+        &hub,
+        vec![
+            WriteRequest::Put(put_req("k", "1")),
+            WriteRequest::Put(put_req("l", "2")),
+        ],
+    );
+    let mut queued = Vec::new();
+    hub.pop_all(a, &mut queued);
+    hub.pop_all(b, &mut queued);
+    assert_eq!(queued.len(), 3);
+    assert!(std::sync::Arc::ptr_eq(&queued[0].batch, &queued[1].batch));
+    assert!(!std::sync::Arc::ptr_eq(&queued[0].batch, &queued[2].batch));
+    assert_eq!(described(queued[0].events()), ["PUT k=1 @2"]);
+    assert_eq!(described(queued[2].events()), ["PUT k=1 @2", "PUT l=2 @3"]);
+    // Taken once, nothing is left; the encoding is made once and shared.
+    assert!(feed::next(&hub, &store, a).is_none());
+    assert!(std::ptr::eq(
+        queued[0].batch.encoded().as_ptr(),
+        queued[1].batch.encoded().as_ptr()
+    ));
 }

@@ -1,23 +1,35 @@
-//! Watch workloads: `watch-latency` (one key, every client watching, puts
-//! one at a time) and `watch` (many watchers over many streams, concurrent
-//! puts, event throughput).
+//! Watch workloads: `watch-latency` (one key, every client watching with
+//! its own stream, puts one at a time) and `watch` (many watchers over many
+//! streams, concurrent puts, event throughput).
 //!
-//! Event latency is measured from the moment the put is sent to the moment
-//! a watcher receives its event, so it includes the put's own commit; the
-//! put latency alone is reported beside it. Each value carries its put's
-//! sequence number, which is how a watcher finds the put's start time.
+//! Event latency is measured two ways: from the put's acknowledgement (the
+//! client received the put's answer) to a watcher receiving its event, and
+//! from the moment the put was sent, which includes the put's own commit. An
+//! event that arrives before its put's answer counts as 0 after the
+//! acknowledgement. Each value carries its put's sequence number, which is
+//! how a watcher finds the put's times.
+//!
+//! Watchers read their streams through [`LiteCodec`], which decodes only
+//! what the measurement needs (created/canceled and each event's value)
+//! without building prost messages: at hundreds of thousands of events per
+//! second the generator's own decoding would otherwise compete with the
+//! server for the same cores. Every server is read with the same decoder.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use keelson_proto::etcdserverpb::kv_client::KvClient;
-use keelson_proto::etcdserverpb::watch_client::WatchClient;
 use keelson_proto::etcdserverpb::watch_request::RequestUnion;
-use keelson_proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, WatchResponse};
+use keelson_proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
+use prost::Message;
+use prost::bytes::Buf;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
 use crate::args::{Global, WatchLatencyOpts, WatchOpts};
@@ -30,15 +42,167 @@ use crate::report::RunResult;
 
 /// How long puts' events may take to arrive after the last put.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Watch streams being opened at once.
+const OPENING_AT_ONCE: usize = 64;
 
-/// What every watcher reader shares: put start times and what arrived.
+/// What the workloads need of a `WatchResponse`.
+#[derive(Debug, Default, PartialEq)]
+pub struct LiteResponse {
+    pub created: bool,
+    pub canceled: bool,
+    pub cancel_reason: String,
+    /// The sequence number in each event's value, in order (values that carry none are left
+    /// out).
+    pub seqs: Vec<u64>,
+}
+
+/// Protobuf wire types.
+const VARINT: u64 = 0;
+const FIXED64: u64 = 1;
+const LEN: u64 = 2;
+const FIXED32: u64 = 5;
+
+/// One field's value as read off the wire.
+enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, String> {
+    prost::encoding::decode_varint(buf).map_err(|e| e.to_string())
+}
+
+/// The next field of `buf`: its number and value.
+fn field<'a>(buf: &mut &'a [u8]) -> Result<(u64, Value<'a>), String> {
+    let key = varint(buf)?;
+    let take = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], String> {
+        if buf.len() < n {
+            return Err(format!("field {} truncated", key >> 3));
+        }
+        let (body, rest) = buf.split_at(n);
+        *buf = rest;
+        Ok(body)
+    };
+    let value = match key & 7 {
+        VARINT => Value::Varint(varint(buf)?),
+        FIXED64 => take(buf, 8).map(|_| Value::Fixed)?,
+        FIXED32 => take(buf, 4).map(|_| Value::Fixed)?,
+        LEN => {
+            let n = usize::try_from(varint(buf)?).map_err(|e| e.to_string())?;
+            Value::Bytes(take(buf, n)?)
+        }
+        other => return Err(format!("unsupported wire type {other}")),
+    };
+    Ok((key >> 3, value))
+}
+
+/// Reads a WatchResponse's created (3), canceled (4), cancel_reason (6) and each event's kv
+/// value (`WatchResponse.events` 11, `Event.kv` 2, `KeyValue.value` 5), skipping the rest.
+pub fn decode_lite(mut buf: &[u8]) -> Result<LiteResponse, String> {
+    let mut out = LiteResponse::default();
+    while !buf.is_empty() {
+        match field(&mut buf)? {
+            (3, Value::Varint(v)) => out.created = v != 0,
+            (4, Value::Varint(v)) => out.canceled = v != 0,
+            (6, Value::Bytes(reason)) => {
+                out.cancel_reason = String::from_utf8_lossy(reason).into_owned();
+            }
+            (11, Value::Bytes(mut event)) => {
+                while !event.is_empty() {
+                    let (2, Value::Bytes(mut kv)) = field(&mut event)? else {
+                        continue;
+                    };
+                    while !kv.is_empty() {
+                        if let (5, Value::Bytes(value)) = field(&mut kv)?
+                            && let Some(seq) = parse_seq(value)
+                        {
+                            out.seqs.push(seq);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// [`keys::parse_seq`] for the values [`keys::seq_value`] writes (ASCII digits only), without
+/// the UTF-8 check and generic parse it does: this runs once per event received.
+fn parse_seq(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 {
+        return keys::parse_seq(value);
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// The Watch call's codec: requests encoded by prost, responses read by [`decode_lite`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LiteCodec;
+
+impl Codec for LiteCodec {
+    type Encode = WatchRequest;
+    type Decode = LiteResponse;
+    type Encoder = LiteCodec;
+    type Decoder = LiteCodec;
+
+    fn encoder(&mut self) -> LiteCodec {
+        LiteCodec
+    }
+
+    fn decoder(&mut self) -> LiteCodec {
+        LiteCodec
+    }
+}
+
+impl Encoder for LiteCodec {
+    type Item = WatchRequest;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: WatchRequest, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl Decoder for LiteCodec {
+    type Item = LiteResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<LiteResponse>, Self::Error> {
+        let len = src.remaining();
+        // tonic hands over one whole message; it is contiguous unless the buffer wrapped.
+        let decoded = if src.chunk().len() == len {
+            decode_lite(src.chunk())
+        } else {
+            decode_lite(&src.copy_to_bytes(len))
+        };
+        src.advance(src.remaining());
+        decoded.map(Some).map_err(tonic::Status::internal)
+    }
+}
+
+/// What every watcher reader shares: put times and what arrived.
 struct EventSink {
     base: Instant,
     /// Nanoseconds after `base` at which put `seq` was sent.
     put_started: Vec<AtomicU64>,
-    latency: Mutex<Latency>,
+    /// Nanoseconds after `base` at which put `seq` was acknowledged; 0 while it is not.
+    put_acked: Vec<AtomicU64>,
+    arrivals: Mutex<Arrivals>,
     received: AtomicU64,
     arrived: Notify,
+}
+
+#[derive(Default)]
+struct Arrivals {
+    from_send: Latency,
+    from_ack: Latency,
+    /// (seq, arrival ns) of events that came before their put's acknowledgement was noted.
+    early: Vec<(u64, u64)>,
 }
 
 impl EventSink {
@@ -46,7 +210,8 @@ impl EventSink {
         Arc::new(EventSink {
             base: Instant::now(),
             put_started: (0..puts).map(|_| AtomicU64::new(0)).collect(),
-            latency: Mutex::new(Latency::default()),
+            put_acked: (0..puts).map(|_| AtomicU64::new(0)).collect(),
+            arrivals: Mutex::new(Arrivals::default()),
             received: AtomicU64::new(0),
             arrived: Notify::new(),
         })
@@ -60,19 +225,34 @@ impl EventSink {
         self.put_started[seq as usize].store(self.now_ns(), Ordering::Relaxed);
     }
 
-    fn on_response(&self, resp: &WatchResponse) {
+    fn mark_acked(&self, seq: u64) {
+        self.put_acked[seq as usize].store(self.now_ns().max(1), Ordering::Relaxed);
+    }
+
+    fn on_events(&self, seqs: &[u64]) {
+        if seqs.is_empty() {
+            return;
+        }
         let now = self.now_ns();
         let mut arrived = 0;
         {
-            let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-            for kv in resp.events.iter().filter_map(|e| e.kv.as_ref()) {
-                let Some(started) = keys::parse_seq(&kv.value)
-                    .and_then(|seq| self.put_started.get(usize::try_from(seq).ok()?))
+            let mut a = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+            for &seq in seqs {
+                let Some(started) = usize::try_from(seq)
+                    .ok()
+                    .and_then(|i| self.put_started.get(i))
                 else {
                     continue;
                 };
                 let started = started.load(Ordering::Relaxed);
-                latency.record(Duration::from_nanos(now.saturating_sub(started)));
+                a.from_send
+                    .record(Duration::from_nanos(now.saturating_sub(started)));
+                match self.put_acked[seq as usize].load(Ordering::Relaxed) {
+                    0 => a.early.push((seq, now)),
+                    acked => a
+                        .from_ack
+                        .record(Duration::from_nanos(now.saturating_sub(acked))),
+                }
                 arrived += 1;
             }
         }
@@ -98,11 +278,21 @@ impl EventSink {
         }
     }
 
-    fn latency(&self) -> Latency {
-        self.latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The latencies from the put's send and from its acknowledgement. Events that beat their
+    /// acknowledgement count as 0; those of puts never acknowledged have no acknowledgement
+    /// latency.
+    fn latencies(&self) -> (Latency, Latency) {
+        let mut a = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        let early = std::mem::take(&mut a.early);
+        for (seq, at) in early {
+            match self.put_acked[seq as usize].load(Ordering::Relaxed) {
+                0 => {}
+                acked => a
+                    .from_ack
+                    .record(Duration::from_nanos(at.saturating_sub(acked))),
+            }
+        }
+        (a.from_send.clone(), a.from_ack.clone())
     }
 }
 
@@ -118,7 +308,7 @@ fn create_request(key: Vec<u8>) -> WatchRequest {
 /// One open Watch stream: its request side and its replies.
 struct WatchStream {
     tx: mpsc::Sender<WatchRequest>,
-    replies: Streaming<WatchResponse>,
+    replies: Streaming<LiteResponse>,
 }
 
 impl WatchStream {
@@ -130,8 +320,16 @@ impl WatchStream {
         tx.send(create_request(key))
             .await
             .map_err(|_| "watch stream closed".to_string())?;
-        let replies = WatchClient::new(channel)
-            .watch(stream)
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| format!("watch: connection not ready: {e}"))?;
+        let replies = grpc
+            .streaming(
+                tonic::Request::new(stream),
+                PathAndQuery::from_static("/etcdserverpb.Watch/Watch"),
+                LiteCodec,
+            )
             .await
             .map_err(|s| format!("watch: {}", status_line(&s)))?
             .into_inner();
@@ -170,7 +368,7 @@ impl WatchStream {
                 if resp.canceled {
                     break;
                 }
-                sink.on_response(&resp);
+                sink.on_events(&resp.seqs);
             }
         });
         (tx, task)
@@ -197,10 +395,23 @@ pub async fn watch_latency(
     let key = keys::key(0, o.key_size);
     let watchers = g.clients as u64;
     let sink = EventSink::new(o.total);
+    // Every client is one stream with one watcher on the key (etcd's benchmark), opened a few
+    // dozen at a time so 10,000 of them take seconds, not minutes.
+    let mut opening = futures_util::stream::iter(0..g.clients)
+        .map(|i| WatchStream::open(pool.for_client(i), key.clone()))
+        .buffer_unordered(OPENING_AT_ONCE);
     let mut streams = Vec::with_capacity(g.clients);
-    for i in 0..g.clients {
-        let ws = WatchStream::open(pool.for_client(i), key.clone()).await?;
-        streams.push(ws.read_into(sink.clone()));
+    let mut failure = None;
+    while let Some(opened) = opening.next().await {
+        match opened {
+            Ok(ws) => streams.push(ws.read_into(sink.clone())),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    drop(opening);
+    if let Some(e) = failure {
+        shut_down(streams);
+        return Err(e);
     }
     // Puts go over their own connection, as in etcd's benchmark, so they do
     // not queue behind event traffic.
@@ -229,7 +440,10 @@ pub async fn watch_latency(
             ..Default::default()
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, kv.put(request)).await {
-            Ok(Ok(_)) => put_latency.record(t0.elapsed()),
+            Ok(Ok(_)) => {
+                sink.mark_acked(seq);
+                put_latency.record(t0.elapsed());
+            }
             Ok(Err(s)) => {
                 result.note_error(format!("put: {}", status_line(&s)));
                 continue;
@@ -254,11 +468,12 @@ pub async fn watch_latency(
     line.finish();
     shut_down(streams);
 
-    result.latency = sink.latency();
-    result.ok = result.latency.count();
+    let (from_send, from_ack) = sink.latencies();
+    result.ok = from_send.count();
+    result.latency = from_ack;
     // Events owed by every put sent, failed puts included, that never came.
     result.errors = (attempted * watchers).saturating_sub(result.ok);
-    result.breakdown = vec![("put".into(), put_latency)];
+    result.breakdown = vec![("from-send".into(), from_send), ("put".into(), put_latency)];
     Ok(result)
 }
 
@@ -290,6 +505,7 @@ impl Worker for WatchPutWorker {
             ..Default::default()
         };
         self.kv.put(request).await.map_err(|s| status_line(&s))?;
+        self.sink.mark_acked(seq);
         Ok(0)
     }
 }
@@ -378,8 +594,9 @@ pub async fn watch(
     let mut result = RunResult::new(label, command, planned);
     result.elapsed = elapsed;
     result.timed_out = puts.timed_out;
-    result.latency = sink.latency();
-    result.ok = result.latency.count();
+    let (from_send, from_ack) = sink.latencies();
+    result.ok = from_send.count();
+    result.latency = from_ack;
     result.errors = planned.saturating_sub(result.ok);
     for e in puts.error_samples {
         result.note_error(format!("put: {e}"));
@@ -390,8 +607,108 @@ pub async fn watch(
         ));
     }
     result.breakdown = vec![
+        ("from-send".into(), from_send),
         ("put".into(), puts.latency),
         ("watch-create".into(), create_latency),
     ];
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keelson_proto::etcdserverpb::{ResponseHeader, WatchResponse};
+    use keelson_proto::mvccpb::{Event, KeyValue};
+
+    fn event(value: &[u8]) -> Event {
+        Event {
+            kv: Some(KeyValue {
+                key: b"key".to_vec(),
+                value: value.to_vec(),
+                create_revision: 2,
+                mod_revision: 300,
+                version: 7,
+                lease: 9,
+            }),
+            prev_kv: Some(KeyValue {
+                value: b"00000000000000000000000000000001".to_vec(),
+                ..KeyValue::default()
+            }),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn lite_decoding_reads_the_flags_and_each_events_sequence_number() {
+        let response = WatchResponse {
+            header: Some(ResponseHeader {
+                cluster_id: u64::MAX,
+                member_id: 1,
+                revision: 300,
+                raft_term: 2,
+            }),
+            watch_id: 12,
+            created: true,
+            compact_revision: 5,
+            events: vec![
+                event(&keys::seq_value(41, 32)),
+                event(b"not a number"),
+                event(&keys::seq_value(42, 32)),
+            ],
+            ..WatchResponse::default()
+        };
+        let lite = decode_lite(&response.encode_to_vec()).unwrap();
+        // prev_kv's value is not the event's value: it must not be counted.
+        assert_eq!(
+            lite,
+            LiteResponse {
+                created: true,
+                canceled: false,
+                cancel_reason: String::new(),
+                seqs: vec![41, 42],
+            }
+        );
+        let refused = WatchResponse {
+            canceled: true,
+            cancel_reason: "mvcc: required revision has been compacted".into(),
+            ..WatchResponse::default()
+        };
+        let lite = decode_lite(&refused.encode_to_vec()).unwrap();
+        assert!(lite.canceled && !lite.created);
+        assert_eq!(lite.cancel_reason, refused.cancel_reason);
+        // A truncated message is an error, not a silent partial read.
+        let bytes = response.encode_to_vec();
+        assert!(decode_lite(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn fast_sequence_parse_agrees_with_the_general_one() {
+        for value in [
+            keys::seq_value(0, 32),
+            keys::seq_value(987_654_321, 12),
+            keys::seq_value(u64::MAX, 20),
+            b"12a".to_vec(),
+            b"".to_vec(),
+            b"-1".to_vec(),
+        ] {
+            assert_eq!(parse_seq(&value), keys::parse_seq(&value), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn events_before_their_acknowledgement_count_as_zero_after_it() {
+        let sink = EventSink::new(2);
+        sink.mark_put(0);
+        sink.mark_put(1);
+        sink.on_events(&[0]);
+        sink.mark_acked(0);
+        sink.mark_acked(1);
+        std::thread::sleep(Duration::from_millis(20));
+        sink.on_events(&[1]);
+        let (from_send, from_ack) = sink.latencies();
+        assert_eq!((from_send.count(), from_ack.count()), (2, 2));
+        let summary = from_ack.summary();
+        assert!(summary.p50_us <= 1, "{summary:?}");
+        assert!(summary.max_us >= 20_000, "{summary:?}");
+    }
 }
