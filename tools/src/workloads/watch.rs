@@ -358,29 +358,52 @@ impl WatchStream {
         }
         Ok(())
     }
-
-    /// Feeds every later reply into `sink` until the stream ends. Returns
-    /// the request sender, which must stay alive as long as the stream should.
-    fn read_into(self, sink: Arc<EventSink>) -> (mpsc::Sender<WatchRequest>, JoinHandle<()>) {
-        let WatchStream { tx, mut replies } = self;
-        let task = tokio::spawn(async move {
-            while let Ok(Some(resp)) = replies.message().await {
-                if resp.canceled {
-                    break;
-                }
-                sink.on_events(&resp.seqs);
-            }
-        });
-        (tx, task)
-    }
 }
 
-/// Ends every watcher: closing the request side half-closes each stream,
-/// and aborting the readers drops whatever is still in flight.
-fn shut_down(streams: Vec<(mpsc::Sender<WatchRequest>, JoinHandle<()>)>) {
-    for (tx, task) in streams {
-        drop(tx);
-        task.abort();
+/// The readers of every open stream. Streams are read in groups, one task per group polling all
+/// of its streams, so a put seen by 10,000 watchers wakes a few tasks rather than 10,000.
+struct Readers {
+    /// The request sides, which must stay alive as long as the streams should.
+    senders: Vec<mpsc::Sender<WatchRequest>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Readers {
+    /// Feeds every later reply of `streams` into `sink`, stream `i` read by task `i % groups`.
+    fn start(streams: Vec<WatchStream>, groups: usize, sink: &Arc<EventSink>) -> Readers {
+        let groups = groups.clamp(1, streams.len().max(1));
+        let mut senders = Vec::with_capacity(streams.len());
+        let mut grouped: Vec<Vec<Streaming<LiteResponse>>> =
+            (0..groups).map(|_| Vec::new()).collect();
+        for (i, ws) in streams.into_iter().enumerate() {
+            senders.push(ws.tx);
+            grouped[i % groups].push(ws.replies);
+        }
+        let tasks = grouped
+            .into_iter()
+            .map(|replies| {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    let mut all = futures_util::stream::select_all(replies);
+                    // A canceled or failed stream carries no events; the others go on.
+                    while let Some(reply) = all.next().await {
+                        if let Ok(reply) = reply {
+                            sink.on_events(&reply.seqs);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Readers { senders, tasks }
+    }
+
+    /// Ends every watcher: closing the request side half-closes each stream,
+    /// and aborting the readers drops whatever is still in flight.
+    fn shut_down(self) {
+        drop(self.senders);
+        for task in self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -400,17 +423,18 @@ pub async fn watch_latency(
     let mut opening = futures_util::stream::iter(0..g.clients)
         .map(|i| WatchStream::open(pool.for_client(i), key.clone()))
         .buffer_unordered(OPENING_AT_ONCE);
-    let mut streams = Vec::with_capacity(g.clients);
+    let mut opened = Vec::with_capacity(g.clients);
     let mut failure = None;
-    while let Some(opened) = opening.next().await {
-        match opened {
-            Ok(ws) => streams.push(ws.read_into(sink.clone())),
+    while let Some(stream) = opening.next().await {
+        match stream {
+            Ok(ws) => opened.push(ws),
             Err(e) => failure = failure.or(Some(e)),
         }
     }
     drop(opening);
+    let streams = Readers::start(opened, g.conns, &sink);
     if let Some(e) = failure {
-        shut_down(streams);
+        streams.shut_down();
         return Err(e);
     }
     // Puts go over their own connection, as in etcd's benchmark, so they do
@@ -466,7 +490,7 @@ pub async fn watch_latency(
     }
     result.elapsed = start.elapsed();
     line.finish();
-    shut_down(streams);
+    streams.shut_down();
 
     let (from_send, from_ack) = sink.latencies();
     result.ok = from_send.count();
@@ -547,19 +571,20 @@ pub async fn watch(
         }));
     }
     let mut create_latency = Latency::default();
-    let mut streams = Vec::with_capacity(creating.len());
+    let mut opened = Vec::with_capacity(creating.len());
     let mut failure = None;
     for task in creating {
         match task.await.map_err(|e| e.to_string()).and_then(|r| r) {
             Ok((ws, samples)) => {
                 create_latency.add_samples(&samples);
-                streams.push(ws.read_into(sink.clone()));
+                opened.push(ws);
             }
             Err(e) => failure = failure.or(Some(e)),
         }
     }
+    let streams = Readers::start(opened, g.conns, &sink);
     if let Some(e) = failure {
-        shut_down(streams);
+        streams.shut_down();
         return Err(e);
     }
 
@@ -589,7 +614,7 @@ pub async fn watch(
     let planned = planned.load(Ordering::Relaxed);
     let drained = sink.wait_for(planned, EVENT_TIMEOUT).await;
     let elapsed = start.elapsed();
-    shut_down(streams);
+    streams.shut_down();
 
     let mut result = RunResult::new(label, command, planned);
     result.elapsed = elapsed;
