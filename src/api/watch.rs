@@ -44,6 +44,8 @@ const HEADER_FIELD: u32 = 1;
 /// etcd's Watch service over a node.
 pub struct WatchService {
     node: NodeHandle,
+    /// The hub's dispatch task is started by the first stream (on the runtime that serves).
+    dispatching: std::sync::Once,
     progress_interval: Duration,
     max_request_bytes: usize,
 }
@@ -58,6 +60,7 @@ impl WatchService {
     ) -> WatchService {
         WatchService {
             node,
+            dispatching: std::sync::Once::new(),
             progress_interval,
             max_request_bytes,
         }
@@ -78,6 +81,9 @@ impl WatchService {
         });
         let (response_tx, response_rx) = mpsc::channel(RESPONSE_QUEUE);
         let hub = self.node.watch_hub().clone();
+        self.dispatching.call_once(|| {
+            tokio::spawn(WatchHub::dispatch(Arc::downgrade(&hub)));
+        });
         let handle = hub.open_stream();
         let session = Session {
             node: self.node.clone(),

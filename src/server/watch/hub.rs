@@ -87,6 +87,10 @@ struct StreamState {
 struct HubState {
     /// The newest revision notified.
     rev: i64,
+    /// The streams [`WatchHub::notify`] has events for, not yet woken (see [`WatchHub::dispatch`]).
+    to_wake: Vec<Arc<Notify>>,
+    /// Wakes the dispatch task, once one runs.
+    dispatcher: Option<Arc<Notify>>,
     next_stream: u64,
     streams: HashMap<u64, StreamState>,
 }
@@ -117,6 +121,8 @@ impl WatchHub {
         WatchHub {
             state: Mutex::new(HubState {
                 rev,
+                to_wake: Vec::new(),
+                dispatcher: None,
                 next_stream: 0,
                 streams: HashMap::new(),
             }),
@@ -227,7 +233,10 @@ impl WatchHub {
         state.rev = state.rev.max(rev);
         let mut shared = Shared::new(changes);
         let mut wanted: Vec<u32> = Vec::with_capacity(changes.len());
-        for s in state.streams.values_mut() {
+        let HubState {
+            streams, to_wake, ..
+        } = &mut *state;
+        for s in streams.values_mut() {
             let mut woke = false;
             for (id, w) in s.watchers.iter_mut() {
                 if !w.synced {
@@ -262,7 +271,41 @@ impl WatchHub {
                 woke = true;
             }
             if woke {
-                s.wake.notify_one();
+                to_wake.push(s.wake.clone());
+            }
+        }
+        match &state.dispatcher {
+            Some(dispatcher) => dispatcher.notify_one(),
+            None => {
+                for wake in state.to_wake.drain(..) {
+                    wake.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Wakes the streams that have events, from a task on the gRPC runtime rather than from the
+    /// node thread. Woken from outside the runtime, every stream task would join the runtime's
+    /// shared queue ahead of the replies to the very puts that made the events, and an ack would
+    /// wait for the whole fan-out; woken from inside, they join the worker's local queue, and the
+    /// shared queue (where the replies are) is still visited every few dozen tasks. Returns when
+    /// the hub is gone (noticed at its next wake).
+    pub async fn dispatch(hub: std::sync::Weak<WatchHub>) {
+        let notify = Arc::new(Notify::new());
+        match hub.upgrade() {
+            Some(hub) => hub.state.lock().dispatcher = Some(notify.clone()),
+            None => return,
+        }
+        let mut wakes = Vec::new();
+        loop {
+            notify.notified().await;
+            let Some(hub) = hub.upgrade() else {
+                return;
+            };
+            std::mem::swap(&mut wakes, &mut hub.state.lock().to_wake);
+            drop(hub);
+            for wake in wakes.drain(..) {
+                wake.notify_one();
             }
         }
     }

@@ -289,3 +289,21 @@ fn watchers_handed_the_same_events_share_one_batch_and_its_encoding() {
         queued[1].batch.encoded().as_ptr()
     ));
 }
+
+#[tokio::test]
+async fn the_dispatch_task_wakes_the_streams_with_events() {
+    let store = new_store();
+    let hub = std::sync::Arc::new(WatchHub::new(store.current_rev()));
+    let handle = hub.open_stream();
+    hub.add_watcher(handle.id, 0, spec("k", ""), 0).unwrap();
+    let dispatch = tokio::spawn(WatchHub::dispatch(std::sync::Arc::downgrade(&hub)));
+    // Let the task register itself, then notify as the node does.
+    tokio::task::yield_now().await;
+    let woken = handle.wake.notified();
+    put(&store, &hub, "k", "1");
+    tokio::time::timeout(std::time::Duration::from_secs(5), woken)
+        .await
+        .expect("the stream is woken");
+    assert_eq!(drain(&hub, &store, handle.id).len(), 1);
+    dispatch.abort();
+}
