@@ -2,6 +2,7 @@
 //! by the server binary: its startup configuration ([`config`]) and the etcd v3 API errors it
 //! returns ([`errors`]).
 
+pub mod allocator;
 pub mod api;
 pub mod compactor;
 pub mod config;

@@ -11,10 +11,15 @@ use keelson::compactor::{self, NodeTarget, TokioClock};
 use keelson::config::Config;
 use keelson::node::{self, NodeConfig};
 
+/// mimalloc: see `keelson::allocator` for why, and for the setting `main` applies first.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for a failure after the flags were accepted (etcd exits 1 on fatal errors).
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
+    keelson::allocator::configure();
     let config =
         match Config::from_args_and_env(std::env::args().skip(1), |k| std::env::var(k).ok()) {
             Ok(config) => config,
