@@ -11,6 +11,8 @@
 //! memory stayed resident: 3x the anonymous memory after a restart. Purging immediately costs
 //! little CPU on the request path and keeps resident memory what the server really uses.
 
+use std::ffi::c_long;
+
 use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (the Rust bindings name no constant for
@@ -25,9 +27,9 @@ pub fn configure() {
 }
 
 /// The purge delay mimalloc currently uses, in milliseconds.
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> c_long {
     // SAFETY: mi_option_get only reads mimalloc's option table.
-    i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 #[cfg(test)]
@@ -36,7 +38,7 @@ mod tests {
 
     /// The purge delay this mimalloc version starts with, in milliseconds (its options table
     /// says 1000; a comment in its header still says 10).
-    const DEFAULT_PURGE_DELAY_MS: i64 = 1000;
+    const DEFAULT_PURGE_DELAY_MS: c_long = 1000;
 
     #[test]
     fn the_purge_delay_index_names_the_purge_delay() {
