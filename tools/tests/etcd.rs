@@ -123,7 +123,16 @@ async fn every_workload_against_etcd() {
         (60, 60),
         "each of 20 puts reaches 3 watchers"
     );
-    assert_eq!(wl.breakdown[0].1.count(), 20, "20 put latencies");
+    let breakdown: Vec<(&str, u64)> = wl
+        .breakdown
+        .iter()
+        .map(|(label, l)| (label.as_str(), l.count()))
+        .collect();
+    assert_eq!(
+        breakdown,
+        [("from-send", 60), ("put", 20)],
+        "every event's latency from its put's send, and 20 put latencies"
+    );
 
     let w = run(&ep, "watch --clients 2 --streams 2 --watch-per-stream 5 --key-space-size 5 --put-total 50 --sequential-keys").await;
     // Each key has two watchers, so 50 puts make 100 events.
