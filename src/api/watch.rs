@@ -282,7 +282,9 @@ impl Session {
             }
             Some(RequestUnion::CancelRequest(cancel)) => {
                 let id = cancel.watch_id;
-                // etcd answers only a cancel of a watcher that exists.
+                // etcd answers only a cancel of a watcher that exists, which includes one it
+                // canceled for the compaction: that one is answered a second time, as here
+                // (no compact revision), and only then is its id free again.
                 if self.hub().cancel(self.stream.handle.id, id) {
                     self.specs.remove(&id);
                     self.progress.remove(&id);
@@ -327,6 +329,7 @@ impl Session {
                         compact_rev,
                         ..
                     } => {
+                        // The hub keeps only the id, until the client cancels it.
                         self.specs.remove(&watch_id);
                         self.progress.remove(&watch_id);
                         // etcd cancels a compacted watcher with the compact revision set, and

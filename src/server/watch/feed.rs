@@ -18,7 +18,8 @@ use super::hub::{Delivery, WatchHub};
 pub enum Output {
     /// Events for one watcher, in revision order after everything sent to it before.
     Events(Delivery),
-    /// The watcher wanted history below the compaction; it has been removed from the hub.
+    /// The watcher wanted history below the compaction; it gets nothing more, and its id stays
+    /// taken until the client cancels it (as in etcd 3.4).
     Compacted {
         watch_id: i64,
         compact_rev: i64,
@@ -50,7 +51,7 @@ pub fn next(hub: &WatchHub, store: &Store, stream: u64) -> Option<Output> {
                 }
             }
             Err(HistoryError::Compacted(compact_rev)) => {
-                hub.cancel(stream, watcher.watch_id);
+                hub.cancel_compacted(stream, watcher.watch_id);
                 return Some(Output::Compacted {
                     watch_id: watcher.watch_id,
                     compact_rev,

@@ -12,7 +12,7 @@
 //! This module must never block on a consumer (the node calls it), never read the store, and
 //! never drop an event of a live watcher.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use keelson_proto::mvccpb::Event;
@@ -79,6 +79,11 @@ struct WatcherState {
 
 struct StreamState {
     watchers: BTreeMap<i64, WatcherState>,
+    /// Ids of watchers canceled because they started below the compaction. etcd 3.4 keeps such a
+    /// watcher on its stream until the client cancels it, so the id is still taken (a create
+    /// with it is a duplicate, auto ids skip it) and that cancel is answered. Only the id is
+    /// kept, outside `watchers`, so `notify` never looks at it.
+    compacted: BTreeSet<i64>,
     next_id: i64,
     queue: VecDeque<Delivery>,
     wake: Arc<Notify>,
@@ -143,6 +148,7 @@ impl WatchHub {
             id,
             StreamState {
                 watchers: BTreeMap::new(),
+                compacted: BTreeSet::new(),
                 next_id: 0,
                 queue: VecDeque::new(),
                 wake: wake.clone(),
@@ -156,7 +162,8 @@ impl WatchHub {
         self.state.lock().streams.remove(&stream);
     }
 
-    /// Watchers registered across all streams (for tests and status).
+    /// Watchers registered across all streams (for tests and status); ids kept only for a
+    /// compaction cancel are not watchers.
     pub fn watcher_count(&self) -> usize {
         let state = self.state.lock();
         state.streams.values().map(|s| s.watchers.len()).sum()
@@ -182,12 +189,12 @@ impl WatchHub {
             return Err(CreateError::DuplicateId);
         };
         let id = if requested_id == AUTO_WATCH_ID {
-            while s.watchers.contains_key(&s.next_id) {
+            while s.taken(s.next_id) {
                 s.next_id += 1;
             }
             s.next_id += 1;
             s.next_id - 1
-        } else if s.watchers.contains_key(&requested_id) {
+        } else if s.taken(requested_id) {
             return Err(CreateError::DuplicateId);
         } else {
             requested_id
@@ -209,7 +216,8 @@ impl WatchHub {
         Ok((id, rev))
     }
 
-    /// Removes a watcher and whatever is queued for it. False if it did not exist.
+    /// The client's cancel: removes a watcher and whatever is queued for it, or frees the id of
+    /// one canceled for the compaction. False if neither existed.
     pub fn cancel(&self, stream: u64, watch_id: i64) -> bool {
         let mut state = self.state.lock();
         let Some(s) = state.streams.get_mut(&stream) else {
@@ -219,7 +227,22 @@ impl WatchHub {
         if existed {
             s.queue.retain(|d| d.watch_id != watch_id);
         }
-        existed
+        existed || s.compacted.remove(&watch_id)
+    }
+
+    /// The stream's cancel of a watcher whose start revision was compacted: it gets no more
+    /// events, but its id stays taken until the client cancels it ([`WatchHub::cancel`]).
+    pub fn cancel_compacted(&self, stream: u64, watch_id: i64) {
+        let mut state = self.state.lock();
+        let Some(s) = state.streams.get_mut(&stream) else {
+            return;
+        };
+        if let Some(w) = s.watchers.remove(&watch_id) {
+            if w.queued > 0 {
+                s.queue.retain(|d| d.watch_id != watch_id);
+            }
+            s.compacted.insert(watch_id);
+        }
     }
 
     /// Hands a committed batch to the watchers: `changes` in revision order, `rev` the store's
@@ -376,6 +399,13 @@ impl WatchHub {
         let state = self.state.lock();
         let w = state.streams.get(&stream)?.watchers.get(&watch_id)?;
         (w.synced && w.queued == 0).then_some(state.rev)
+    }
+}
+
+impl StreamState {
+    /// Whether a new watcher may not have this id.
+    fn taken(&self, id: i64) -> bool {
+        self.watchers.contains_key(&id) || self.compacted.contains(&id)
     }
 }
 

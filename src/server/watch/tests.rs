@@ -258,6 +258,42 @@ fn a_watcher_below_the_compaction_is_canceled_with_the_compact_revision() {
 }
 
 #[test]
+fn a_compacted_watcher_keeps_its_id_until_the_client_cancels_it() {
+    let store = new_store();
+    let hub = WatchHub::new(store.current_rev());
+    for i in 0..3 {
+        put(&store, &hub, "k", &i.to_string());
+    }
+    let compact = CompactionRequest {
+        revision: 3,
+        physical: false,
+    };
+    run(&store, WriteRequest::Compaction(compact), &NO_LEASES).unwrap();
+    let stream = hub.open_stream().id;
+    assert_eq!(hub.add_watcher(stream, 1, spec("k", ""), 2).unwrap().0, 1);
+    assert!(matches!(
+        feed::next(&hub, &store, stream),
+        Some(Output::Compacted { watch_id: 1, .. })
+    ));
+    // Not a watcher any more: nothing reaches it and the hub does no work for it.
+    assert_eq!(hub.watcher_count(), 0);
+    put(&store, &hub, "k", "3");
+    assert!(drain(&hub, &store, stream).is_empty());
+    // But the id is taken, as etcd 3.4 keeps the watcher on the stream: a client id is a
+    // duplicate and the server's ids go round it.
+    assert_eq!(
+        hub.add_watcher(stream, 1, spec("k", ""), 0),
+        Err(super::hub::CreateError::DuplicateId)
+    );
+    assert_eq!(hub.add_watcher(stream, 0, spec("k", ""), 0).unwrap().0, 0);
+    assert_eq!(hub.add_watcher(stream, 0, spec("k", ""), 0).unwrap().0, 2);
+    // The client's cancel frees it, once.
+    assert!(hub.cancel(stream, 1));
+    assert!(!hub.cancel(stream, 1));
+    assert_eq!(hub.add_watcher(stream, 1, spec("k", ""), 0).unwrap().0, 1);
+}
+
+#[test]
 fn watchers_handed_the_same_events_share_one_batch_and_its_encoding() {
     let store = new_store();
     let hub = WatchHub::new(store.current_rev());
