@@ -7,14 +7,12 @@
 
 mod common;
 
-use common::{Kind, Server};
+use common::{Kind, Server, scrub, scrub_txn};
 use keelson_proto::etcdserverpb::compare::{CompareTarget, TargetUnion};
 use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::request_op::Request as Op;
-use keelson_proto::etcdserverpb::response_op::Response as OpResponse;
 use keelson_proto::etcdserverpb::{
-    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -167,28 +165,6 @@ fn txn(rng: &mut StdRng, current: i64, depth: u32) -> TxnRequest {
         compare: (0..rng.random_range(0..3)).map(|_| compare(rng)).collect(),
         success: ops(rng, current, depth),
         failure: ops(rng, current, depth),
-    }
-}
-
-/// Clears what names the server or counts elections.
-fn scrub(header: &mut Option<ResponseHeader>) {
-    if let Some(h) = header {
-        h.cluster_id = 0;
-        h.member_id = 0;
-        h.raft_term = 0;
-    }
-}
-
-fn scrub_txn(response: &mut TxnResponse) {
-    scrub(&mut response.header);
-    for op in &mut response.responses {
-        match &mut op.response {
-            Some(OpResponse::ResponseRange(r)) => scrub(&mut r.header),
-            Some(OpResponse::ResponsePut(r)) => scrub(&mut r.header),
-            Some(OpResponse::ResponseDeleteRange(r)) => scrub(&mut r.header),
-            Some(OpResponse::ResponseTxn(r)) => scrub_txn(r),
-            None => {}
-        }
     }
 }
 

@@ -21,6 +21,8 @@
 
 mod common;
 
+use common::{scrub, scrub_txn};
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,15 +31,13 @@ use keelson_proto::etcdserverpb::compare::{CompareTarget, TargetUnion};
 use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::lease_client::LeaseClient;
 use keelson_proto::etcdserverpb::request_op::Request as TxnOp;
-use keelson_proto::etcdserverpb::response_op::Response as TxnOpResponse;
 use keelson_proto::etcdserverpb::watch_client::WatchClient;
 use keelson_proto::etcdserverpb::watch_create_request::FilterType;
 use keelson_proto::etcdserverpb::watch_request::RequestUnion;
 use keelson_proto::etcdserverpb::{
     CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest,
-    LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest, RequestOp,
-    ResponseHeader, TxnRequest, TxnResponse, WatchCancelRequest, WatchCreateRequest,
-    WatchProgressRequest, WatchRequest, WatchResponse,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -384,28 +384,6 @@ fn lease_cases() -> Vec<Op> {
         }),
         /* 19 */ Op::TimeToLive { id: 1, keys: true },
     ]
-}
-
-/// Clears what names the server or counts elections.
-fn scrub(header: &mut Option<ResponseHeader>) {
-    if let Some(h) = header {
-        h.cluster_id = 0;
-        h.member_id = 0;
-        h.raft_term = 0;
-    }
-}
-
-fn scrub_txn(response: &mut TxnResponse) {
-    scrub(&mut response.header);
-    for op in &mut response.responses {
-        match &mut op.response {
-            Some(TxnOpResponse::ResponseRange(r)) => scrub(&mut r.header),
-            Some(TxnOpResponse::ResponsePut(r)) => scrub(&mut r.header),
-            Some(TxnOpResponse::ResponseDeleteRange(r)) => scrub(&mut r.header),
-            Some(TxnOpResponse::ResponseTxn(r)) => scrub_txn(r),
-            None => {}
-        }
-    }
 }
 
 /// A response or a status, as comparable text, plus the remaining TTL a TimeToLive answer had

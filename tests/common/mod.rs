@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use keelson_proto::etcdserverpb::{RangeRequest, StatusRequest};
+use keelson_proto::etcdserverpb::response_op::Response as TxnOpResponse;
+use keelson_proto::etcdserverpb::{RangeRequest, ResponseHeader, StatusRequest, TxnResponse};
 use tonic::transport::{Channel, Endpoint};
 
 /// How long a server may take to answer its first request.
@@ -400,4 +401,28 @@ pub fn zero_json_number(text: &str, field: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Clears what names the server or counts elections in a response header, so two servers'
+/// answers compare equal when their content is.
+pub fn scrub(header: &mut Option<ResponseHeader>) {
+    if let Some(h) = header {
+        h.cluster_id = 0;
+        h.member_id = 0;
+        h.raft_term = 0;
+    }
+}
+
+/// [`scrub`] for a Txn answer and every response nested in it.
+pub fn scrub_txn(response: &mut TxnResponse) {
+    scrub(&mut response.header);
+    for op in &mut response.responses {
+        match &mut op.response {
+            Some(TxnOpResponse::ResponseRange(r)) => scrub(&mut r.header),
+            Some(TxnOpResponse::ResponsePut(r)) => scrub(&mut r.header),
+            Some(TxnOpResponse::ResponseDeleteRange(r)) => scrub(&mut r.header),
+            Some(TxnOpResponse::ResponseTxn(r)) => scrub_txn(r),
+            None => {}
+        }
+    }
 }
