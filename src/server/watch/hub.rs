@@ -223,11 +223,7 @@ impl WatchHub {
         let Some(s) = state.streams.get_mut(&stream) else {
             return false;
         };
-        let existed = s.watchers.remove(&watch_id).is_some();
-        if existed {
-            s.queue.retain(|d| d.watch_id != watch_id);
-        }
-        existed || s.compacted.remove(&watch_id)
+        s.remove_watcher(watch_id) || s.compacted.remove(&watch_id)
     }
 
     /// The stream's cancel of a watcher whose start revision was compacted: it gets no more
@@ -237,10 +233,7 @@ impl WatchHub {
         let Some(s) = state.streams.get_mut(&stream) else {
             return;
         };
-        if let Some(w) = s.watchers.remove(&watch_id) {
-            if w.queued > 0 {
-                s.queue.retain(|d| d.watch_id != watch_id);
-            }
+        if s.remove_watcher(watch_id) {
             s.compacted.insert(watch_id);
         }
     }
@@ -403,6 +396,15 @@ impl WatchHub {
 }
 
 impl StreamState {
+    /// Removes a watcher and whatever is queued for it. False if it did not exist.
+    fn remove_watcher(&mut self, id: i64) -> bool {
+        if self.watchers.remove(&id).is_none() {
+            return false;
+        }
+        self.queue.retain(|d| d.watch_id != id);
+        true
+    }
+
     /// Whether a new watcher may not have this id.
     fn taken(&self, id: i64) -> bool {
         self.watchers.contains_key(&id) || self.compacted.contains(&id)
