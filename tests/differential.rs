@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Kind, Server, scrub, scrub_txn};
+use common::{Kind, Server, random_range_end, scrub, scrub_txn};
 use keelson_proto::etcdserverpb::compare::{CompareTarget, TargetUnion};
 use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::request_op::Request as Op;
@@ -33,23 +33,6 @@ fn value(rng: &mut StdRng) -> Vec<u8> {
     format!("v{}", rng.random_range(0..5)).into_bytes()
 }
 
-/// A range end: none (single key), a later key, the prefix end of `k0`/`k`, or "from key".
-fn range_end(rng: &mut StdRng, key: &[u8]) -> Vec<u8> {
-    if key.is_empty() {
-        return Vec::new();
-    }
-    match rng.random_range(0..5) {
-        0 | 1 => Vec::new(),
-        2 => {
-            let mut end = key.to_vec();
-            *end.last_mut().unwrap() += rng.random_range(1..4);
-            end
-        }
-        3 => b"l".to_vec(),
-        _ => vec![0],
-    }
-}
-
 /// Revision 0 (latest), or one around the current revision: below the compaction, inside the
 /// history, or in the future.
 fn revision(rng: &mut StdRng, current: i64) -> i64 {
@@ -67,7 +50,7 @@ fn range(rng: &mut StdRng, current: i64) -> RangeRequest {
         key(rng)
     };
     RangeRequest {
-        range_end: range_end(rng, &key),
+        range_end: random_range_end(rng, &key),
         key,
         limit: if rng.random_bool(0.3) {
             rng.random_range(1..4)
@@ -107,7 +90,7 @@ fn put(rng: &mut StdRng) -> PutRequest {
 fn delete(rng: &mut StdRng) -> DeleteRangeRequest {
     let key = key(rng);
     DeleteRangeRequest {
-        range_end: range_end(rng, &key),
+        range_end: random_range_end(rng, &key),
         key,
         prev_kv: rng.random_bool(0.5),
     }
@@ -134,7 +117,7 @@ fn compare(rng: &mut StdRng) -> Compare {
         result: rng.random_range(0..4),
         target: target as i32,
         range_end: if rng.random_bool(0.2) {
-            range_end(rng, &key)
+            random_range_end(rng, &key)
         } else {
             Vec::new()
         },

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{scrub, scrub_txn};
+use common::{random_range_end, scrub, scrub_txn};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -95,20 +95,6 @@ fn lease_ref(rng: &mut StdRng, autos: usize) -> i64 {
     }
 }
 
-/// A range end for `key`: none, a later key, a prefix end, or "from key".
-fn range_end(rng: &mut StdRng, key: &[u8]) -> Vec<u8> {
-    match rng.random_range(0..5) {
-        0 | 1 => Vec::new(),
-        2 => {
-            let mut end = key.to_vec();
-            *end.last_mut().unwrap() += rng.random_range(1..4);
-            end
-        }
-        3 => b"l".to_vec(),
-        _ => vec![0],
-    }
-}
-
 fn put(rng: &mut StdRng, autos: usize) -> PutRequest {
     let ignore_lease = rng.random_bool(0.08);
     let ignore_value = rng.random_bool(0.05);
@@ -131,7 +117,7 @@ fn put(rng: &mut StdRng, autos: usize) -> PutRequest {
 fn delete(rng: &mut StdRng) -> DeleteRangeRequest {
     let key = key(rng);
     DeleteRangeRequest {
-        range_end: range_end(rng, &key),
+        range_end: random_range_end(rng, &key),
         key,
         prev_kv: rng.random_bool(0.5),
     }
@@ -207,7 +193,7 @@ fn watch_create(rng: &mut StdRng, current: i64) -> WatchCreateRequest {
         }
         _ => {
             let key = key(rng);
-            let end = range_end(rng, &key);
+            let end = random_range_end(rng, &key);
             (key, end)
         }
     };

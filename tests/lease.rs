@@ -148,12 +148,7 @@ fn lease_commands_match_etcd() {
     };
     let expected = scenario(&etcd, &etcd_ids);
     let actual = scenario(&keelson, &keelson_ids);
-    let mismatches: Vec<String> = expected
-        .iter()
-        .zip(&actual)
-        .filter(|(e, a)| e != a)
-        .map(|(e, a)| format!("  etcd:    {e}\n  keelson: {a}"))
-        .collect();
+    let mismatches = common::differing_steps(&expected, &actual);
     assert!(
         mismatches.is_empty(),
         "{} lease commands differ:\n{}\nkeelson log:\n{}",

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -47,23 +46,6 @@ struct Finished {
     stderr: String,
 }
 
-fn gather(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, JoinHandle<()>) {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    (text, reader)
-}
-
 impl Ctl {
     fn start(server: &Server, args: &[&str]) -> Ctl {
         let mut command = Command::new("etcdctl");
@@ -84,8 +66,8 @@ impl Ctl {
             });
         }
         let mut child = command.spawn().unwrap();
-        let (stdout, out_reader) = gather(child.stdout.take().unwrap());
-        let (stderr, err_reader) = gather(child.stderr.take().unwrap());
+        let (stdout, out_reader) = common::gather(child.stdout.take().unwrap());
+        let (stderr, err_reader) = common::gather(child.stderr.take().unwrap());
         Ctl {
             args: args.iter().map(|s| s.to_string()).collect(),
             child,
@@ -597,12 +579,7 @@ fn etcdctl_lock_and_elect_match_etcd() {
     };
     let want = scenario(&etcd, etcd_ids);
     let got = scenario(&keelson, keelson_ids);
-    let mismatches: Vec<String> = want
-        .iter()
-        .zip(&got)
-        .filter(|(w, g)| w != g)
-        .map(|(w, g)| format!("  etcd:    {w}\n  keelson: {g}"))
-        .collect();
+    let mismatches = common::differing_steps(&want, &got);
     assert!(
         mismatches.is_empty() && want.len() == got.len(),
         "{} steps differ:\n{}\nkeelson log:\n{}",

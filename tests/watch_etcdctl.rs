@@ -82,20 +82,7 @@ struct Watcher {
 impl Watcher {
     fn start(server: &Server, args: &[&str], stdin: Option<&str>) -> Watcher {
         let mut child = spawn_watcher(server, args, stdin);
-        let mut pipe = child.stdout.take().unwrap();
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let sink = stdout.clone();
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (stdout, reader) = common::gather(child.stdout.take().unwrap());
         Watcher {
             child,
             stdout,

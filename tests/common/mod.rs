@@ -8,16 +8,21 @@
 
 #![allow(dead_code)] // Each test file uses a different part of these helpers.
 
+use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keelson_proto::etcdserverpb::response_op::Response as TxnOpResponse;
 use keelson_proto::etcdserverpb::{RangeRequest, ResponseHeader, StatusRequest, TxnResponse};
+use rand::Rng;
+use rand::rngs::StdRng;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long a server may take to answer its first request.
@@ -424,5 +429,52 @@ pub fn scrub_txn(response: &mut TxnResponse) {
             Some(TxnOpResponse::ResponseTxn(r)) => scrub_txn(r),
             None => {}
         }
+    }
+}
+
+/// Collects everything `pipe` yields (a child's stdout or stderr) on a thread of its own, so the
+/// child never blocks on a full pipe; the text so far is readable at any time.
+pub fn gather(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (text, reader)
+}
+
+/// The steps whose outputs differ between etcd and Keelson, each shown both ways for a failure
+/// message. Steps past the shorter list are not compared: callers that care check the lengths.
+pub fn differing_steps(etcd: &[String], keelson: &[String]) -> Vec<String> {
+    etcd.iter()
+        .zip(keelson)
+        .filter(|(e, k)| e != k)
+        .map(|(e, k)| format!("  etcd:    {e}\n  keelson: {k}"))
+        .collect()
+}
+
+/// A random range end for a non-empty `key`: none (single key), a later key, the prefix end of
+/// `k0`/`k`, or "from key". An empty key gets none.
+pub fn random_range_end(rng: &mut StdRng, key: &[u8]) -> Vec<u8> {
+    if key.is_empty() {
+        return Vec::new();
+    }
+    match rng.random_range(0..5) {
+        0 | 1 => Vec::new(),
+        2 => {
+            let mut end = key.to_vec();
+            *end.last_mut().unwrap() += rng.random_range(1..4);
+            end
+        }
+        3 => b"l".to_vec(),
+        _ => vec![0],
     }
 }
