@@ -92,8 +92,11 @@ where
     let (setup_sender, setup) = flume::bounded::<Setup>(1);
     let (ready, started) = std::sync::mpsc::channel();
     let node_config = config.clone();
-    let executor = LocalExecutorBuilder::new(placement)
-        .name("keelson-node")
+    let mut builder = LocalExecutorBuilder::new(placement).name("keelson-node");
+    if !config.spin.is_zero() {
+        builder = builder.spin_before_park(config.spin);
+    }
+    let executor = builder
         .spawn(move || async move {
             let config = node_config;
             let opened = match open_dir(config.wal_dir.clone()).await {

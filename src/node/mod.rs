@@ -59,6 +59,9 @@ pub struct NodeConfig {
     pub max_wals: usize,
     /// Core the node thread is pinned to; `None`: not pinned.
     pub node_core: Option<usize>,
+    /// How long the node thread busy-polls for work before it sleeps (glommio's
+    /// `spin_before_park`); zero sleeps at once.
+    pub spin: Duration,
     /// How often the B+tree is made durable in the background.
     pub sync_interval: Duration,
     /// Size of each WAL segment.
@@ -114,6 +117,7 @@ impl NodeConfig {
             election_ticks,
             max_wals,
             node_core: Some(config.node_core.unwrap_or(last_core)),
+            spin: config.node_spin,
             sync_interval: SYNC_INTERVAL,
             wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
             inbox_capacity: INBOX_CAPACITY,
@@ -138,6 +142,7 @@ impl NodeConfig {
                 as usize,
             max_wals: crate::config::MAX_WALS_DEFAULT as usize,
             node_core: None,
+            spin: Duration::ZERO,
             sync_interval: SYNC_INTERVAL,
             wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
             inbox_capacity: INBOX_CAPACITY,
