@@ -1835,7 +1835,10 @@ mod tests {
             "invalid value \"3-1\" for flag -grpc-cores: invalid CPU list \"3-1\""
         );
         assert!(parse(&["--grpc-cores", "1,1"]).is_err());
-        assert_eq!(parse(&["--node-spin", "0"]).unwrap().node_spin, Duration::ZERO);
+        assert_eq!(
+            parse(&["--node-spin", "0"]).unwrap().node_spin,
+            Duration::ZERO
+        );
         let c = parse_env(&[], &[("ETCD_NODE_SPIN", "1.5ms")]).unwrap();
         assert_eq!(c.node_spin, Duration::from_micros(1500));
         assert!(parse(&["--node-spin", "-1ms"]).is_err());

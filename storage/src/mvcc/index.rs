@@ -76,35 +76,127 @@ pub struct FoundKey<'a> {
     pub at: KeyAt,
 }
 
-/// One key and its encoded history in one allocation: `varint key length | key | history`.
-struct Entry(Box<[u8]>);
+/// An encoded history longer than this is kept in the working form instead: about ten
+/// revisions of one generation. Below it, re-encoding a key's history on each change costs
+/// little; above it, a hot key (one updated many times between compactions) would pay for its
+/// whole history on every put and every read of its newest revision.
+const COMPACT_HISTORY_BYTES_MAX: usize = 64;
+
+/// One key and its history, in one of two forms chosen by the history's encoded size.
+enum Entry {
+    /// `varint key length | key | encoded history` in one allocation: nearly every key.
+    Compact(Box<[u8]>),
+    /// A long history in the working form: a put appends, a read of the newest revision looks
+    /// at the end.
+    Expanded(Box<Expanded>),
+}
+
+struct Expanded {
+    key: Box<[u8]>,
+    history: KeyIndex,
+}
 
 impl Entry {
-    fn build(key: &[u8], history: impl FnOnce(&mut Vec<u8>)) -> Entry {
+    /// The compact form, with the history written by `history`; returns it with the length of
+    /// the encoded history.
+    fn build(key: &[u8], history: impl FnOnce(&mut Vec<u8>)) -> (Entry, usize) {
         let mut bytes = Vec::with_capacity(key.len() + 24);
         key_index::put_len(&mut bytes, key.len());
         bytes.extend_from_slice(key);
+        let start = bytes.len();
         history(&mut bytes);
-        Entry(bytes.into_boxed_slice())
+        let history_len = bytes.len() - start;
+        (Entry::Compact(bytes.into_boxed_slice()), history_len)
     }
 
-    fn new(key: &[u8], history: &KeyIndex) -> Entry {
-        Entry::build(key, |out| history.encode_into(out))
+    /// The entry for `key` with `history`, in the form its size calls for.
+    fn new(key: &[u8], history: KeyIndex) -> Entry {
+        let (entry, history_len) = Entry::build(key, |out| history.encode_into(out));
+        if history_len <= COMPACT_HISTORY_BYTES_MAX {
+            return entry;
+        }
+        Entry::Expanded(Box::new(Expanded {
+            key: key.into(),
+            history,
+        }))
     }
 
-    /// The key and the encoded history.
-    fn parts(&self) -> (&[u8], &[u8]) {
-        let mut reader = Reader::new(&self.0);
+    /// A key restored from its newest record (see [`KeyIndex::restored`]): always short.
+    fn restored(key: &[u8], created: Revision, modified: Revision, version: i64) -> Entry {
+        Entry::build(key, |out| {
+            key_index::encode_restored(out, created, modified, version)
+        })
+        .0
+    }
+
+    /// The key and, for the compact form, the encoded history.
+    fn compact_parts(bytes: &[u8]) -> (&[u8], &[u8]) {
+        let mut reader = Reader::new(bytes);
         let len = reader.varint() as usize;
         reader.rest().split_at(len)
     }
 
     fn key(&self) -> &[u8] {
-        self.parts().0
+        match self {
+            Entry::Compact(bytes) => Entry::compact_parts(bytes).0,
+            Entry::Expanded(expanded) => &expanded.key,
+        }
     }
 
-    fn history(&self) -> &[u8] {
-        self.parts().1
+    fn get(&self, at_rev: i64) -> Option<KeyAt> {
+        match self {
+            Entry::Compact(bytes) => key_index::get_encoded(Entry::compact_parts(bytes).1, at_rev),
+            Entry::Expanded(expanded) => expanded.history.get(at_rev),
+        }
+    }
+
+    /// The history in the working form.
+    fn history(&self) -> KeyIndex {
+        match self {
+            Entry::Compact(bytes) => KeyIndex::decode(Entry::compact_parts(bytes).1),
+            Entry::Expanded(expanded) => expanded.history.clone(),
+        }
+    }
+
+    /// Applies `change` to the history; a long history changes in place, a short one is
+    /// re-encoded (and may grow into the expanded form).
+    fn change<R>(self, change: impl FnOnce(&mut KeyIndex) -> R) -> (Entry, R) {
+        match self {
+            Entry::Expanded(mut expanded) => {
+                let result = change(&mut expanded.history);
+                (Entry::Expanded(expanded), result)
+            }
+            Entry::Compact(bytes) => {
+                let (key, encoded) = Entry::compact_parts(&bytes);
+                let mut history = KeyIndex::decode(encoded);
+                let result = change(&mut history);
+                (Entry::new(key, history), result)
+            }
+        }
+    }
+
+    /// Compacts the history at `at_rev` (see [`KeyIndex::compact`]): the entry, unless no
+    /// history is left, in the form its new size calls for, and the revision kept.
+    fn compacted(self, at_rev: i64) -> (Option<Entry>, Option<Revision>) {
+        let (key, mut history) = match self {
+            Entry::Compact(bytes) => {
+                let (key, encoded) = Entry::compact_parts(&bytes);
+                // One revision in one generation, nearly every key: compaction changes nothing.
+                if let Some(rev) = key_index::single_revision(encoded) {
+                    return (
+                        Some(Entry::Compact(bytes)),
+                        (rev.main <= at_rev).then_some(rev),
+                    );
+                }
+                (key.into(), KeyIndex::decode(encoded))
+            }
+            Entry::Expanded(expanded) => (expanded.key, expanded.history),
+        };
+        let kept = history.compact(at_rev);
+        (
+            (!history.is_empty()).then(|| Entry::new(&key, history)),
+            kept,
+        )
     }
 }
 
@@ -143,7 +235,7 @@ pub struct SortedBuilder {
 
 impl SortedBuilder {
     /// Adds `key`, which must sort after every key added before.
-    pub fn push(&mut self, key: &[u8], history: &KeyIndex) {
+    pub fn push(&mut self, key: &[u8], history: KeyIndex) {
         self.push_entry(Entry::new(key, history));
     }
 
@@ -155,9 +247,7 @@ impl SortedBuilder {
         modified: Revision,
         version: i64,
     ) {
-        self.push_entry(Entry::build(key, |out| {
-            key_index::encode_restored(out, created, modified, version)
-        }));
+        self.push_entry(Entry::restored(key, created, modified, version));
     }
 
     fn push_entry(&mut self, entry: Entry) {
@@ -214,28 +304,31 @@ impl Index {
     }
 
     pub fn put(&mut self, key: &[u8], rev: Revision) {
-        let mut index = self.key_index(key).unwrap_or_default();
-        index.put(rev);
-        self.keys.replace(Entry::new(key, &index));
+        let entry = match self.keys.take(key) {
+            Some(entry) => entry.change(|history| history.put(rev)).0,
+            None => {
+                let mut history = KeyIndex::default();
+                history.put(rev);
+                Entry::new(key, history)
+            }
+        };
+        self.keys.insert(entry);
     }
 
     /// Records a delete; false if the key did not exist.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        let Some(mut index) = self.key_index(key) else {
+        let Some(entry) = self.keys.take(key) else {
             return false;
         };
-        if !index.tombstone(rev) {
-            return false;
-        }
-        self.keys.replace(Entry::new(key, &index));
-        true
+        let (entry, deleted) = entry.change(|history| history.tombstone(rev));
+        self.keys.insert(entry);
+        deleted
     }
 
     /// Restores a key from its newest record, as read back at open.
     pub fn restore(&mut self, key: &[u8], created: Revision, modified: Revision, version: i64) {
-        self.keys.replace(Entry::build(key, |out| {
-            key_index::encode_restored(out, created, modified, version)
-        }));
+        self.keys
+            .replace(Entry::restored(key, created, modified, version));
     }
 
     /// True if the key has any history in the index.
@@ -245,13 +338,11 @@ impl Index {
 
     /// The key's history, decoded.
     pub fn key_index(&self, key: &[u8]) -> Option<KeyIndex> {
-        self.keys
-            .get(key)
-            .map(|entry| KeyIndex::decode(entry.history()))
+        self.keys.get(key).map(Entry::history)
     }
 
     pub fn get(&self, key: &[u8], at_rev: i64) -> Option<KeyAt> {
-        key_index::get_encoded(self.keys.get(key)?.history(), at_rev)
+        self.keys.get(key)?.get(at_rev)
     }
 
     /// Calls `visit` for each key of `range` that existed at `at_rev`, in key order, until it
@@ -264,9 +355,11 @@ impl Index {
     ) {
         let Some(bounds) = range.bounds() else { return };
         for entry in self.keys.range::<[u8], _>(bounds) {
-            let (key, history) = entry.parts();
-            if let Some(at) = key_index::get_encoded(history, at_rev)
-                && !visit(FoundKey { key, at })
+            if let Some(at) = entry.get(at_rev)
+                && !visit(FoundKey {
+                    key: entry.key(),
+                    at,
+                })
             {
                 return;
             }
@@ -305,17 +398,9 @@ impl Index {
         self.keys = keys
             .into_iter()
             .filter_map(|entry| {
-                if let Some(rev) = key_index::single_revision(entry.history()) {
-                    if rev.main <= at_rev {
-                        kept.insert(rev);
-                    }
-                    return Some(entry);
-                }
-                let mut index = KeyIndex::decode(entry.history());
-                if let Some(rev) = index.compact(at_rev) {
-                    kept.insert(rev);
-                }
-                (!index.is_empty()).then(|| Entry::new(entry.key(), &index))
+                let (entry, rev) = entry.compacted(at_rev);
+                kept.extend(rev);
+                entry
             })
             .collect();
         kept
@@ -400,7 +485,7 @@ mod tests {
         inserted.restore(b"c", rev(6), rev(6), 1);
         let mut builder = Index::sorted_builder(3);
         builder.push_restored(b"a", rev(1), rev(3), 2);
-        builder.push(b"b", &inserted.key_index(b"b").expect("b is indexed"));
+        builder.push(b"b", inserted.key_index(b"b").expect("b is indexed"));
         builder.push_restored(b"c", rev(6), rev(6), 1);
         let built = builder.finish();
         assert_eq!(built.key_count(), 3);
@@ -415,6 +500,58 @@ mod tests {
         // b is deleted at 5 and c created at 6.
         assert_eq!(built.range_at(all, 5, 0).1, 1);
         assert_eq!(built.range_at(all, 6, 0).1, 2);
+    }
+
+    fn is_expanded(index: &Index, key: &[u8]) -> bool {
+        matches!(index.keys.get(key), Some(Entry::Expanded(_)))
+    }
+
+    /// A key changed hundreds of times moves to the expanded form, which must answer exactly as
+    /// the history it holds, across deletes, compactions and its return to the compact form.
+    #[test]
+    fn a_hot_key_is_expanded_and_answers_like_its_history() {
+        let mut index = Index::new();
+        let mut reference = KeyIndex::default();
+        index.put(b"cold", rev(1));
+        let check = |index: &Index, reference: &KeyIndex, last: i64| {
+            assert_eq!(index.key_index(b"hot").as_ref(), Some(reference));
+            for at in (0..=last + 1).step_by(7).chain([last, last + 1]) {
+                assert_eq!(index.get(b"hot", at), reference.get(at), "at {at}");
+            }
+        };
+        for main in 2..=400 {
+            if main % 50 == 0 {
+                assert!(index.tombstone(b"hot", rev(main)));
+                assert!(reference.tombstone(rev(main)));
+            } else {
+                index.put(b"hot", rev(main));
+                reference.put(rev(main));
+            }
+            if main % 37 == 0 {
+                check(&index, &reference, main);
+            }
+        }
+        assert!(is_expanded(&index, b"hot"));
+        assert!(!is_expanded(&index, b"cold"));
+        check(&index, &reference, 400);
+        let all = KeyRange::from_request(b"\0", b"\0");
+        assert_eq!(index.range_at(all, 399, 0).1, 2);
+        assert_eq!(index.range_at(all, 400, 0).1, 1, "deleted at 400");
+
+        let kept = index.compact(220);
+        assert_eq!(reference.compact(220), Some(rev(220)));
+        assert_eq!(kept, [rev(1), rev(220)].into_iter().collect());
+        assert!(is_expanded(&index, b"hot"), "180 revisions left");
+        check(&index, &reference, 400);
+
+        // Put after the delete at 400, then compact past everything but that put.
+        index.put(b"hot", rev(401));
+        reference.put(rev(401));
+        index.compact(401);
+        reference.compact(401);
+        assert!(!is_expanded(&index, b"hot"), "one revision left");
+        check(&index, &reference, 401);
+        assert!(!index.tombstone(b"gone", rev(402)));
     }
 
     #[test]

@@ -353,7 +353,7 @@ impl Store {
                     history.put(record.rev);
                 }
             }
-            builder.push(key, &history);
+            builder.push(key, history);
         }
         drop(records);
         drop(keys);
