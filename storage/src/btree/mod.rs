@@ -176,6 +176,14 @@ impl Database {
         Database::open(Arc::new(device))
     }
 
+    /// Drops the file's mapped pages from the process's memory after a scan of the whole file
+    /// (see [`BlockDevice::release_mapped_pages`]); reads map them again as they need them.
+    pub fn release_mapped_pages(&self) -> Result<(), Error> {
+        self.device
+            .release_mapped_pages()
+            .map_err(|e| Error::io(&self.file, "release mapped pages", e))
+    }
+
     /// The device's name, as used in error messages.
     pub fn file_name(&self) -> &str {
         &self.file

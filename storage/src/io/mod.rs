@@ -55,6 +55,13 @@ pub trait BlockDevice: Send + Sync + 'static {
     fn sync_data(&self) -> io::Result<()>;
     /// A read-only view of the whole device as it is now.
     fn map(&self) -> io::Result<Arc<dyn Mapping>>;
+    /// Drops the pages of the newest map from this process's memory: a later read maps them
+    /// again (from the page cache, or the disk if the kernel evicted them meanwhile) with the
+    /// same bytes. For after a one-off scan of the whole file, whose pages would otherwise stay
+    /// resident in the process although no more of them are needed than of any other page.
+    fn release_mapped_pages(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// A name for error messages (the file path for real files).
     fn name(&self) -> String;
 }

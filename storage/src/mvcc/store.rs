@@ -327,6 +327,9 @@ impl Store {
             keys.extend_from_slice(record.key);
         }
         drop(read);
+        // The scan touched every page of the key tree, values included; keeping them all
+        // resident would make a restarted server's memory grow with the data size.
+        db.release_mapped_pages()?;
         let key_of = |record: &RestoredRecord| &keys[record.key_start..][..record.key_len];
         // Revisions are unique, so (key, revision) is a total order and an unstable sort keeps
         // each key's records in revision order.
