@@ -7,6 +7,11 @@ use keelson_tools::args::{self, Command};
 use keelson_tools::json::Object;
 use keelson_tools::{compare, disk, workloads};
 
+/// mimalloc, as the server uses: the generator shares the machine's cores with the servers it
+/// measures, and glibc's malloc was a quarter of its CPU per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for a run where some request failed.
 const EXIT_REQUESTS_FAILED: u8 = 1;
 /// Exit status for bad arguments or a setup failure.
