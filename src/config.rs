@@ -62,11 +62,11 @@ pub const LOG_LEVEL_DEFAULT: LogLevel = LogLevel::Info;
 pub const MAX_WALS_DEFAULT: u64 = 5;
 /// `--experimental-watch-progress-notify-interval` (10 minutes).
 pub const WATCH_PROGRESS_NOTIFY_INTERVAL_DEFAULT: Duration = Duration::from_secs(10 * 60);
-/// Keelson extension `--node-spin`: how long the node thread busy-polls before it sleeps. About
-/// one fdatasync of an SSD plus a loopback round trip, so a lone writer's next request and its
-/// WAL completions are caught without the thread sleeping and being woken (tens of µs each on
-/// virtual machines).
-pub const NODE_SPIN_DEFAULT: Duration = Duration::from_micros(250);
+/// Keelson extension `--busy-poll`: how long the node thread, and a gRPC thread waiting for the
+/// node's answer, busy-poll before they sleep. About one fdatasync of an SSD plus a loopback
+/// round trip, so a lone writer's WAL completions, its answer and its next request are caught
+/// without a thread sleeping and being woken (tens to hundreds of µs each on virtual machines).
+pub const BUSY_POLL_DEFAULT: Duration = Duration::from_micros(250);
 /// Prefix of the environment variables that mirror the flags.
 pub const ENV_PREFIX: &str = "ETCD_";
 
@@ -255,10 +255,10 @@ const FLAGS: &[FlagSpec] = &[
         "Keelson extension: CPU core for the consensus and storage thread (default: the last core).",
     ),
     flag(
-        "node-spin",
+        "busy-poll",
         Kind::GoDuration,
         "250us",
-        "Keelson extension: how long the consensus and storage thread busy-polls for requests and disk completions before it sleeps; 0 sleeps at once.",
+        "Keelson extension: how long the consensus and storage thread, and a gRPC thread awaiting its answer, busy-poll before sleeping; 0 sleeps at once.",
     ),
     flag(
         "version",
@@ -552,8 +552,9 @@ pub struct Config {
     /// Keelson extension `--node-core`: core to pin the consensus and storage thread to; `None`:
     /// the last core.
     pub node_core: Option<usize>,
-    /// Keelson extension `--node-spin`: busy-polling before the node thread sleeps.
-    pub node_spin: Duration,
+    /// Keelson extension `--busy-poll`: busy-polling before the node thread, or a gRPC thread
+    /// awaiting it, sleeps.
+    pub busy_poll: Duration,
 }
 
 /// A value as parsed from a flag or an environment variable.
@@ -873,9 +874,9 @@ impl Config {
             enable_pprof: matches!(g.values.get("enable-pprof"), Some(Value::Bool(true))),
             grpc_cores: g.cores("grpc-cores"),
             node_core: g.cores("node-core").first().copied(),
-            node_spin: match g.values.get("node-spin") {
+            busy_poll: match g.values.get("busy-poll") {
                 Some(Value::Duration(d)) => *d,
-                _ => NODE_SPIN_DEFAULT,
+                _ => BUSY_POLL_DEFAULT,
             },
             name,
         }
@@ -1340,7 +1341,7 @@ mod tests {
         assert!(!c.enable_pprof);
         assert!(c.grpc_cores.is_empty());
         assert_eq!(c.node_core, None);
-        assert_eq!(c.node_spin, NODE_SPIN_DEFAULT);
+        assert_eq!(c.busy_poll, BUSY_POLL_DEFAULT);
         c.verify_bootstrap().unwrap();
     }
 
@@ -1836,12 +1837,12 @@ mod tests {
         );
         assert!(parse(&["--grpc-cores", "1,1"]).is_err());
         assert_eq!(
-            parse(&["--node-spin", "0"]).unwrap().node_spin,
+            parse(&["--busy-poll", "0"]).unwrap().busy_poll,
             Duration::ZERO
         );
-        let c = parse_env(&[], &[("ETCD_NODE_SPIN", "1.5ms")]).unwrap();
-        assert_eq!(c.node_spin, Duration::from_micros(1500));
-        assert!(parse(&["--node-spin", "-1ms"]).is_err());
+        let c = parse_env(&[], &[("ETCD_BUSY_POLL", "1.5ms")]).unwrap();
+        assert_eq!(c.busy_poll, Duration::from_micros(1500));
+        assert!(parse(&["--busy-poll", "-1ms"]).is_err());
     }
 
     #[test]

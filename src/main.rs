@@ -80,7 +80,7 @@ fn run(config: &Config) -> Result<(), String> {
     }
     let node_config = NodeConfig::from_config(config);
     let grpc_cores = threads::grpc_cores(&config.grpc_cores, node_config.node_core);
-    let runtime = threads::grpc_runtime(&grpc_cores)
+    let runtime = threads::grpc_runtime(&grpc_cores, config.busy_poll)
         .map_err(|e| format!("keelson: starting the gRPC threads: {e}"))?;
     let listeners = {
         let _context = runtime.enter();

@@ -4,6 +4,7 @@
 //! This module must never pin anything but the threads of the runtime it builds.
 
 use std::io;
+use std::time::Duration;
 
 /// Name of the runtime's threads, as `top -H` and `ps -L` show them.
 const THREAD_NAME: &str = "keelson-grpc";
@@ -24,13 +25,15 @@ pub fn grpc_cores(configured: &[usize], node_core: Option<usize>) -> Vec<usize> 
 }
 
 /// The runtime for the gRPC server: one worker per gRPC core (one when unpinned), each pinned to
-/// the gRPC cores.
-pub fn grpc_runtime(cores: &[usize]) -> io::Result<tokio::runtime::Runtime> {
+/// the gRPC cores. A worker about to sleep busy-polls first, for up to `busy_poll`, while the node
+/// owes some request an answer (`node::answer`), so the answer finds it awake.
+pub fn grpc_runtime(cores: &[usize], busy_poll: Duration) -> io::Result<tokio::runtime::Runtime> {
     let cores = cores.to_vec();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.len().max(1))
         .thread_name(THREAD_NAME)
         .enable_all()
+        .on_thread_park(move || crate::node::answer::spin_while_due(busy_poll))
         .on_thread_start(move || {
             if let Err(e) = pin_current_thread(&cores) {
                 // Pinning is a performance measure: a thread that stays unpinned still serves.

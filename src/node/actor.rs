@@ -25,7 +25,6 @@ use crate::server::apply::{self, ApplyError};
 use crate::server::lessor::{Lessor, min_ttl_seconds};
 use crate::server::watch::WatchHub;
 use crate::server::{WriteRequest, WriteResponse};
-use futures::channel::oneshot;
 use futures::future::{FutureExt, LocalBoxFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -52,8 +51,8 @@ const ENTRY_BODY_FIXED_BYTES: usize = 1 + 8 + 8;
 /// A WAL write in flight: the number of the `Ready` it persists, and its outcome.
 type Persist = LocalBoxFuture<'static, (u64, Result<(), WalError>)>;
 
-type ProposeReply = oneshot::Sender<Result<WriteResponse, EtcdError>>;
-type ReadReply = oneshot::Sender<Result<(), EtcdError>>;
+type ProposeReply = super::answer::Answer<Result<WriteResponse, EtcdError>>;
+type ReadReply = super::answer::Answer<Result<(), EtcdError>>;
 
 /// Opens the B+tree and membership here, then runs the loop on a new pinned executor thread.
 /// Returns once the node has elected itself and applied everything the log had committed.
@@ -93,8 +92,8 @@ where
     let (ready, started) = std::sync::mpsc::channel();
     let node_config = config.clone();
     let mut builder = LocalExecutorBuilder::new(placement).name("keelson-node");
-    if !config.spin.is_zero() {
-        builder = builder.spin_before_park(config.spin);
+    if !config.busy_poll.is_zero() {
+        builder = builder.spin_before_park(config.busy_poll);
     }
     let executor = builder
         .spawn(move || async move {
@@ -808,7 +807,7 @@ impl<D: LogDirectory + 'static> Node<D> {
             }));
         }
         for request in requests {
-            let (reply, _unwatched) = oneshot::channel();
+            let (reply, _unwatched) = super::answer::channel();
             self.propose(request, reply);
         }
     }

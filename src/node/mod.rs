@@ -8,11 +8,13 @@
 //! - [`durability`]: the background B+tree sync that lets the WAL release old segments.
 //!
 //! Everything outside the node reaches it through [`NodeHandle`]: requests travel over a bounded
-//! channel, replies over oneshots, so gRPC threads on any runtime can await them. Readers use
+//! channel, replies over oneshots ([`answer`], which also tells an idle gRPC thread whether an
+//! answer is due), so gRPC threads on any runtime can await them. Readers use
 //! [`NodeHandle::store`] directly (views are lock-free snapshots). Nothing here serves gRPC or
 //! decides apply semantics (`crate::server::apply` does).
 
 pub mod actor;
+pub mod answer;
 pub mod codec;
 pub mod durability;
 pub mod members;
@@ -23,7 +25,6 @@ mod tests;
 use crate::config::Config;
 use crate::errors::EtcdError;
 use crate::server::{WriteRequest, WriteResponse};
-use futures::channel::oneshot;
 use keelson_storage::mvcc::Store;
 use parking_lot::Mutex;
 use std::fmt;
@@ -61,7 +62,7 @@ pub struct NodeConfig {
     pub node_core: Option<usize>,
     /// How long the node thread busy-polls for work before it sleeps (glommio's
     /// `spin_before_park`); zero sleeps at once.
-    pub spin: Duration,
+    pub busy_poll: Duration,
     /// How often the B+tree is made durable in the background.
     pub sync_interval: Duration,
     /// Size of each WAL segment.
@@ -117,7 +118,7 @@ impl NodeConfig {
             election_ticks,
             max_wals,
             node_core: Some(config.node_core.unwrap_or(last_core)),
-            spin: config.node_spin,
+            busy_poll: config.busy_poll,
             sync_interval: SYNC_INTERVAL,
             wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
             inbox_capacity: INBOX_CAPACITY,
@@ -142,7 +143,7 @@ impl NodeConfig {
                 as usize,
             max_wals: crate::config::MAX_WALS_DEFAULT as usize,
             node_core: None,
-            spin: Duration::ZERO,
+            busy_poll: Duration::ZERO,
             sync_interval: SYNC_INTERVAL,
             wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
             inbox_capacity: INBOX_CAPACITY,
@@ -211,10 +212,10 @@ pub struct NodeStatus {
 pub(crate) enum Command {
     Propose {
         request: WriteRequest,
-        reply: oneshot::Sender<Result<WriteResponse, EtcdError>>,
+        reply: answer::Answer<Result<WriteResponse, EtcdError>>,
     },
     ReadIndex {
-        reply: oneshot::Sender<Result<(), EtcdError>>,
+        reply: answer::Answer<Result<(), EtcdError>>,
     },
     /// Finish what is in flight, sync, exit.
     Stop,
@@ -281,7 +282,7 @@ impl NodeHandle {
         if self.shared.is_poisoned() {
             return Err(EtcdError::Stopped);
         }
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = answer::channel();
         self.shared
             .inbox
             .send_async(Command::Propose { request, reply })
@@ -293,7 +294,7 @@ impl NodeHandle {
     /// Linearizable barrier: resolves once the applied index reaches the commit index the leader
     /// had when the call arrived (raft-rs's ReadIndex).
     pub async fn read_index(&self) -> Result<(), EtcdError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = answer::channel();
         self.shared
             .inbox
             .send_async(Command::ReadIndex { reply })
