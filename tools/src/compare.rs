@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::args::{CompareSpec, RunSpec};
-use crate::disk;
 use crate::procstat::{self, RssSampler};
 use crate::report::{CompareReport, CompareRow, ServerTotals, Side};
 use crate::server::{self, Server};
 use crate::workloads;
+use crate::{disk, rtt};
 
 const ETCD: &str = "etcd";
 const KEELSON: &str = "keelson";
@@ -167,6 +167,8 @@ pub async fn run(spec: &CompareSpec) -> Result<CompareReport, String> {
             dir.path.display()
         )
     })?;
+    let rtt = rtt::loopback_rtt(spec.fsync_samples)
+        .map_err(|e| format!("measuring the loopback round trip: {e}"))?;
 
     let mut a = start(ETCD, &etcd_bin, &dir.path, spec.start_timeout)
         .await
@@ -202,5 +204,6 @@ pub async fn run(spec: &CompareSpec) -> Result<CompareReport, String> {
         a: totals_a,
         b: totals_b,
         fsync,
+        rtt,
     })
 }

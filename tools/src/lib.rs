@@ -17,5 +17,6 @@ pub mod keys;
 pub mod procstat;
 pub mod progress;
 pub mod report;
+pub mod rtt;
 pub mod server;
 pub mod workloads;

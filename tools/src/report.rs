@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::disk::FsyncFloor;
 use crate::hist::{Latency, Summary, ratio};
 use crate::json::Object;
+use crate::rtt::LoopbackRtt;
 
 /// Error messages kept per result.
 const MAX_ERROR_SAMPLES: usize = 5;
@@ -264,6 +265,13 @@ pub struct CompareReport {
     pub a: ServerTotals,
     pub b: ServerTotals,
     pub fsync: FsyncFloor,
+    pub rtt: LoopbackRtt,
+}
+
+/// The single-client put target's bound: 1.5 x (fdatasync floor + one loopback round trip), at
+/// the p50 of both, in milliseconds.
+pub fn single_put_bound_ms(fsync: &FsyncFloor, rtt: &LoopbackRtt) -> f64 {
+    1.5 * (ms(fsync.p50_us) + rtt.p50_ns as f64 / 1e6)
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
@@ -281,6 +289,15 @@ impl CompareReport {
             self.fsync.samples,
             ms(self.fsync.p50_us),
             ms(self.fsync.p99_us)
+        );
+        let _ = writeln!(
+            s,
+            "loopback round trip (TCP, 64 B, n={}): p50 {:.3} ms  p99 {:.3} ms; \
+             single-client put bound 1.5 x (floor + round trip) = {:.3} ms",
+            self.rtt.samples,
+            self.rtt.p50_ns as f64 / 1e6,
+            self.rtt.p99_ns as f64 / 1e6,
+            single_put_bound_ms(&self.fsync, &self.rtt)
         );
         let _ = writeln!(
             s,
@@ -385,6 +402,17 @@ impl CompareReport {
                     .u64("p99", self.fsync.p99_us)
                     .str("mode", self.fsync.mode()),
             )
+            .object(
+                "loopback_rtt_ns",
+                Object::new()
+                    .u64("samples", self.rtt.samples as u64)
+                    .u64("p50", self.rtt.p50_ns)
+                    .u64("p99", self.rtt.p99_ns),
+            )
+            .f64(
+                "single_put_bound_ms",
+                single_put_bound_ms(&self.fsync, &self.rtt),
+            )
             .object("a", totals(&self.a))
             .object("b", totals(&self.b))
             .objects(
@@ -477,6 +505,11 @@ mod tests {
                 p99_us: 3000,
                 direct: true,
             },
+            rtt: LoopbackRtt {
+                samples: 10,
+                p50_ns: 500_000,
+                p99_ns: 900_000,
+            },
         };
         let text = report.text();
         assert!(text.contains("3.00x") && text.contains("0.25x"), "{text}");
@@ -486,9 +519,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("failed: not measured"), "{text}");
+        // 1.5 x (1.5 ms floor + 0.5 ms round trip).
+        assert!(
+            text.contains("put bound 1.5 x (floor + round trip) = 3.000 ms"),
+            "{text}"
+        );
         let json = report.json();
         assert!(json.contains("\"throughput_ratio\":3"), "{json}");
         assert!(json.contains("\"rss_loaded_bytes\":67108864"), "{json}");
+        assert!(json.contains("\"single_put_bound_ms\":3"), "{json}");
         assert!(
             json.contains("\"restart_error\":\"not measured\""),
             "{json}"
