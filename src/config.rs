@@ -159,6 +159,12 @@ const FLAGS: &[FlagSpec] = &[
         "List of URLs to listen on for client traffic.",
     ),
     flag(
+        "listen-metrics-urls",
+        Kind::Urls,
+        "",
+        "List of URLs to listen on for the metrics and health endpoints.",
+    ),
+    flag(
         "max-wals",
         Kind::Uint,
         "5",
@@ -521,6 +527,8 @@ pub struct Config {
     /// `--wal-dir`; `None` keeps the WAL inside the data directory.
     pub wal_dir: Option<String>,
     pub listen_client_urls: Vec<Url>,
+    /// `--listen-metrics-urls`: extra listeners serving only `/health` and `/metrics`.
+    pub listen_metrics_urls: Vec<Url>,
     pub advertise_client_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
     pub initial_advertise_peer_urls: Vec<Url>,
@@ -834,6 +842,7 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
             listen_client_urls: g.urls("listen-client-urls", CLIENT_URL_DEFAULT),
+            listen_metrics_urls: g.urls("listen-metrics-urls", ""),
             advertise_client_urls: g.urls("advertise-client-urls", CLIENT_URL_DEFAULT),
             listen_peer_urls: g.urls("listen-peer-urls", PEER_URL_DEFAULT),
             initial_advertise_peer_urls: g.urls("initial-advertise-peer-urls", PEER_URL_DEFAULT),
@@ -884,7 +893,12 @@ impl Config {
 
     /// The checks of etcd's `embed.Config.Validate`, in its order.
     fn validate(&self, compaction_mode: &str) -> Result<(), ConfigError> {
-        for url in self.listen_peer_urls.iter().chain(&self.listen_client_urls) {
+        for url in self
+            .listen_peer_urls
+            .iter()
+            .chain(&self.listen_client_urls)
+            .chain(&self.listen_metrics_urls)
+        {
             check_bind_url(url).map_err(ConfigError::verify)?;
         }
         for (flag, urls) in [

@@ -15,10 +15,6 @@ use keelson_proto::etcdserverpb::{PutRequest, StatusRequest};
 /// A fresh Keelson B+tree file is 64 KiB and grows by doubling, so this quota is crossed when the
 /// file grows from 256 KiB to 512 KiB: a few hundred kilobytes of writes.
 const QUOTA: &str = "300000";
-/// Bytes of each value written to fill the quota.
-const VALUE_BYTES: usize = 3000;
-/// Writes before giving up on reaching the quota.
-const WRITES_MAX: usize = 2000;
 const NOSPACE: &str = "etcdserver: mvcc: database space exceeded";
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -26,22 +22,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Puts `k0`, `k1`, ... until one fails; returns how many succeeded and the failure.
-async fn fill(endpoint: &str) -> (usize, tonic::Status) {
-    let mut kv = KvClient::new(common::connect(endpoint).await.unwrap());
-    for i in 0..WRITES_MAX {
-        let put = PutRequest {
-            key: format!("k{i}").into_bytes(),
-            value: vec![b'v'; VALUE_BYTES],
-            ..Default::default()
-        };
-        if let Err(status) = kv.put(put).await {
-            return (i, status);
-        }
-    }
-    panic!("{endpoint}: no NOSPACE after {WRITES_MAX} writes");
 }
 
 async fn status_errors(endpoint: &str) -> Vec<String> {
@@ -66,7 +46,7 @@ fn ctl(server: &Server, ids: &Ids, args: &[&str], stdin: Option<&str>) -> String
 /// What a server answers after reaching its quota, step by step.
 fn after_quota(server: &Server, ids: &Ids, with_etcdctl: bool) -> Vec<String> {
     let runtime = runtime();
-    let (written, status) = runtime.block_on(fill(&server.endpoint()));
+    let (written, status) = runtime.block_on(common::fill_until_refused(&server.endpoint()));
     assert!(
         written > 10,
         "{:?}: NOSPACE after {written} writes",

@@ -9,12 +9,15 @@
 //! - [`quota`]: the space quota checked before proposing a write (raises NOSPACE).
 //! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
 //! - [`size_limit`]: grpc-go's receive limit; [`threads`]: the pinned gRPC runtime.
+//! - [`http`]: etcd's `/health`, `/version` and `/metrics` over HTTP/1.1, on the client URLs and
+//!   on `--listen-metrics-urls`.
 //!
 //! This module must never touch the store except through the node, and never answer a client
 //! before the node has applied what it asked for.
 
 pub mod cluster;
 pub mod header;
+pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
@@ -34,6 +37,7 @@ use keelson_proto::etcdserverpb::cluster_server::ClusterServer;
 use keelson_proto::etcdserverpb::kv_server::KvServer;
 use keelson_proto::etcdserverpb::lease_server::LeaseServer;
 use keelson_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -43,6 +47,7 @@ use crate::node::NodeHandle;
 use crate::server::apply::Limits;
 
 use self::cluster::ClusterService;
+use self::http::{Endpoints, HttpLayer};
 use self::kv::KvService;
 use self::lease::LeaseService;
 use self::maintenance::MaintenanceService;
@@ -90,25 +95,32 @@ pub fn listen_addr(url: &Url) -> Result<SocketAddr, ServeError> {
         .ok_or_else(|| ServeError::Url(format!("keelson: {url} resolves to no address")))
 }
 
-/// The bound client listeners, ready to serve.
+/// The bound client and metrics listeners, ready to serve.
 pub struct Listeners {
     incomings: Vec<TcpIncoming>,
+    metrics: Vec<TcpIncoming>,
 }
 
 /// Binds every `--listen-client-urls` entry. Called before the node starts, so a bad URL or a
 /// port in use fails the start before anything touches the data dir. Must run inside the gRPC
 /// runtime.
 pub fn bind(config: &Config) -> Result<Listeners, ServeError> {
-    let mut incomings = Vec::new();
-    for url in &config.listen_client_urls {
-        let addr = listen_addr(url)?;
-        let incoming = TcpIncoming::bind(addr)
-            .map_err(|e| ServeError::Io(format!("keelson: listen on {url}: {e}")))?
-            // Requests are small and latency-bound: never wait to coalesce a response.
-            .with_nodelay(Some(true));
-        incomings.push(incoming);
-    }
-    Ok(Listeners { incomings })
+    let bind_all = |urls: &[Url]| -> Result<Vec<TcpIncoming>, ServeError> {
+        let mut incomings = Vec::new();
+        for url in urls {
+            let addr = listen_addr(url)?;
+            let incoming = TcpIncoming::bind(addr)
+                .map_err(|e| ServeError::Io(format!("keelson: listen on {url}: {e}")))?
+                // Requests are small and latency-bound: never wait to coalesce a response.
+                .with_nodelay(Some(true));
+            incomings.push(incoming);
+        }
+        Ok(incomings)
+    };
+    Ok(Listeners {
+        incomings: bind_all(&config.listen_client_urls)?,
+        metrics: bind_all(&config.listen_metrics_urls)?,
+    })
 }
 
 /// Serves the API on `listeners` until `shutdown` completes. Must run inside the gRPC runtime.
@@ -141,9 +153,27 @@ pub async fn serve(
     );
     let lease = LeaseServer::new(LeaseService::new(node.clone(), quota.clone()))
         .max_decoding_message_size(tonic_limit);
-    let cluster =
-        ClusterServer::new(ClusterService::new(node)).max_decoding_message_size(tonic_limit);
-    Server::builder()
+    let cluster = ClusterServer::new(ClusterService::new(node.clone()))
+        .max_decoding_message_size(tonic_limit);
+    // Both servers stop on the same shutdown.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = (!listeners.metrics.is_empty()).then(|| {
+        let server = Server::builder()
+            .accept_http1(true)
+            .layer(HttpLayer::new(node.clone(), Endpoints::Metrics))
+            .add_routes(Routes::default())
+            .serve_with_incoming_shutdown(
+                stream::select_all(listeners.metrics.into_iter().map(|i| i.boxed())),
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            );
+        tokio::spawn(server)
+    });
+    let served = Server::builder()
+        // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version` and `/metrics`.
+        .accept_http1(true)
+        .layer(HttpLayer::new(node, Endpoints::Client))
         .add_service(SizeLimit::new(kv, receive_limit))
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))
@@ -154,5 +184,22 @@ pub async fn serve(
             shutdown,
         )
         .await
-        .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")))
+        .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")));
+    let _ = stop_metrics.send(());
+    if let Some(metrics) = metrics {
+        match metrics.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ServeError::Io(format!(
+                    "keelson: serving the metrics URLs: {e}"
+                )));
+            }
+            Err(e) => {
+                return Err(ServeError::Io(format!(
+                    "keelson: serving the metrics URLs: {e}"
+                )));
+            }
+        }
+    }
+    served
 }

@@ -478,3 +478,25 @@ pub fn random_range_end(rng: &mut StdRng, key: &[u8]) -> Vec<u8> {
         _ => vec![0],
     }
 }
+
+/// Bytes of each value [`fill_until_refused`] writes.
+const FILL_VALUE_BYTES: usize = 3000;
+/// Writes before [`fill_until_refused`] gives up.
+const FILL_WRITES_MAX: usize = 2000;
+
+/// Puts `k0`, `k1`, ... with 3,000-byte values until one fails (with a small
+/// `--quota-backend-bytes`, NOSPACE); returns how many succeeded and the failure.
+pub async fn fill_until_refused(endpoint: &str) -> (usize, tonic::Status) {
+    let mut kv = KvClient::new(connect(endpoint).await.unwrap());
+    for i in 0..FILL_WRITES_MAX {
+        let put = keelson_proto::etcdserverpb::PutRequest {
+            key: format!("k{i}").into_bytes(),
+            value: vec![b'v'; FILL_VALUE_BYTES],
+            ..Default::default()
+        };
+        if let Err(status) = kv.put(put).await {
+            return (i, status);
+        }
+    }
+    panic!("{endpoint}: no refusal after {FILL_WRITES_MAX} writes");
+}
