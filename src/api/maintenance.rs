@@ -1,6 +1,6 @@
 //! The Maintenance service: Status answers from the node's state, Alarm goes through the log (as
-//! in etcd, listing too); the calls Keelson does not have yet answer UNIMPLEMENTED with the
-//! call's name.
+//! in etcd, listing too), HashKV hashes the key tree as etcd does (`storage::mvcc::hash`); the
+//! calls Keelson does not have yet answer UNIMPLEMENTED with the call's name.
 //!
 //! This module must never report success for work it did not do (a Defragment, a Hash, an alarm
 //! whose effect Keelson does not enforce: only NOSPACE can be raised).
@@ -17,10 +17,10 @@ use tonic::codegen::tokio_stream;
 use tonic::{Request, Response, Status};
 
 use crate::api::header::fill_header;
-use crate::api::status::etcd_status;
+use crate::api::status::{etcd_status, server_status};
 use crate::errors::EtcdError;
 use crate::node::NodeHandle;
-use crate::server::{WriteRequest, WriteResponse, alarm};
+use crate::server::{self, WriteRequest, WriteResponse, alarm};
 
 /// The version Status reports: the etcd release whose API Keelson implements. Clients print it
 /// (`etcdctl endpoint status`) and some gate features on it, so it names the etcd behaviour a
@@ -118,8 +118,25 @@ impl Maintenance for MaintenanceService {
         Err(not_implemented("Hash"))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_implemented("HashKV"))
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let store = self.node.store().clone();
+        // A scan of the whole key tree: off the gRPC workers, which serve everyone else.
+        let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+            .await
+            .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
+        let (hash, current, compact_revision) =
+            hashed.map_err(|e| server_status(server::Error::from_store(e)))?;
+        let mut response = HashKvResponse {
+            header: None,
+            hash,
+            compact_revision,
+        };
+        fill_header(&self.node, &mut response.header, current);
+        Ok(Response::new(response))
     }
 
     async fn snapshot(

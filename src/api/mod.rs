@@ -1,7 +1,8 @@
 //! The etcd v3 gRPC API over a node: tonic services, the listeners and the serving loop.
 //!
 //! - [`kv`]: Range from a store view, writes proposed through the node.
-//! - [`maintenance`], [`cluster`]: Status, Alarm and MemberList; other calls UNIMPLEMENTED.
+//! - [`maintenance`], [`cluster`]: Status, Alarm, HashKV and MemberList; other calls
+//!   UNIMPLEMENTED.
 //! - [`lease`]: grant and revoke through the node, keep-alive and reads from its lessor.
 //! - [`watch`]: the Watch stream over the node's watch hub; [`watch_wire`]: its codec and route.
 //! - Auth is not served yet: tonic answers UNIMPLEMENTED for every call of a

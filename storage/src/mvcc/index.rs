@@ -386,6 +386,25 @@ impl Index {
         (found, total)
     }
 
+    /// The revisions compaction at `at_rev` would keep (etcd's `treeIndex.Keep`), changing
+    /// nothing: for every key, the newest revision at or below `at_rev` unless that is a
+    /// tombstone.
+    pub fn keep(&self, at_rev: i64) -> HashSet<Revision> {
+        self.keys
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Compact(bytes) => {
+                    let encoded = Entry::compact_parts(bytes).1;
+                    match key_index::single_revision(encoded) {
+                        Some(rev) => (rev.main <= at_rev).then_some(rev),
+                        None => KeyIndex::decode(encoded).kept_at(at_rev),
+                    }
+                }
+                Entry::Expanded(expanded) => expanded.history.kept_at(at_rev),
+            })
+            .collect()
+    }
+
     /// Compacts every key at `at_rev`, dropping keys with no history left. Returns the revisions
     /// that must survive in the key tree: for every key, the newest revision at or below `at_rev`
     /// unless that is a tombstone.
@@ -459,6 +478,30 @@ mod tests {
         assert_eq!(keys(&found), vec![b"b".to_vec()]);
         assert!(!index.tombstone(b"b", rev(6)));
         assert!(!index.tombstone(b"zz", rev(6)));
+    }
+
+    #[test]
+    fn keep_names_what_compaction_would_keep_without_compacting() {
+        let mut index = Index::new();
+        index.put(b"a", rev(1));
+        index.put(b"a", rev(2));
+        index.put(b"b", rev(3));
+        index.tombstone(b"b", rev(4));
+        index.put(b"c", rev(5));
+        for main in 6..40 {
+            index.put(b"hot", rev(main));
+        }
+        for at in 0..42 {
+            let keep = index.keep(at);
+            let mut copy = Index::new();
+            for key in [&b"a"[..], b"b", b"c", b"hot"] {
+                if let Some(history) = index.key_index(key) {
+                    copy.keys.insert(Entry::new(key, history));
+                }
+            }
+            assert_eq!(keep, copy.compact(at), "at {at}");
+            assert_eq!(index.key_count(), 4, "keep changes nothing");
+        }
     }
 
     #[test]

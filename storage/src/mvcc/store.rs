@@ -442,6 +442,37 @@ impl Store {
         )
     }
 
+    /// etcd's `HashByRev`, for HashKV: the hash of the key tree up to `rev` (0: the newest; see
+    /// [`super::hash`]), with the newest revision and the compaction revision it was taken at.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        loop {
+            let view = self.view();
+            let (current, compact) = (view.rev, view.compact_rev);
+            if rev > 0 && rev <= compact {
+                return Err(Error::Compacted);
+            }
+            if rev > current {
+                return Err(Error::FutureRev);
+            }
+            let at = if rev == 0 { current } else { rev };
+            let keep = {
+                let index = self.index.read();
+                if view.rev < index.compacted_rev() {
+                    // A compaction reached the index after the view was taken: the index can no
+                    // longer say what the view's records keep. Take a newer view.
+                    continue;
+                }
+                index.keep(at)
+            };
+            let mut hasher = super::hash::KvHasher::new(at, compact, &keep);
+            for entry in view.txn.tree(schema::TREE_KEY)?.range(..) {
+                let (key, value) = entry?;
+                hasher.record(key, value);
+            }
+            return Ok((hasher.finish(), current, compact));
+        }
+    }
+
     /// Begins the single write transaction; waits while another is open.
     pub fn begin_write(&self) -> Result<StoreWrite<'_>> {
         let state = self.writer.lock();
