@@ -90,7 +90,7 @@ async fn run(endpoint: &str) -> Vec<String> {
     let mut maintenance = MaintenanceClient::new(channel);
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut out = Vec::new();
-    let mut hash_all = async |maintenance: &mut MaintenanceClient<Channel>, stage: &str| {
+    let hash_all = async |maintenance: &mut MaintenanceClient<Channel>, stage: &str| {
         let mut lines = Vec::new();
         for revision in [0, -1, 1_000_000] {
             lines.push(format!(
