@@ -480,14 +480,20 @@ mod tests {
         assert!(!index.tombstone(b"zz", rev(6)));
     }
 
-    #[test]
-    fn keep_names_what_compaction_would_keep_without_compacting() {
+    /// a put at 1 and 2, b put at 3 and deleted at 4, c put at 5.
+    fn small_history() -> Index {
         let mut index = Index::new();
         index.put(b"a", rev(1));
         index.put(b"a", rev(2));
         index.put(b"b", rev(3));
         index.tombstone(b"b", rev(4));
         index.put(b"c", rev(5));
+        index
+    }
+
+    #[test]
+    fn keep_names_what_compaction_would_keep_without_compacting() {
+        let mut index = small_history();
         for main in 6..40 {
             index.put(b"hot", rev(main));
         }
@@ -506,12 +512,7 @@ mod tests {
 
     #[test]
     fn compaction_returns_the_revisions_to_keep() {
-        let mut index = Index::new();
-        index.put(b"a", rev(1));
-        index.put(b"a", rev(2));
-        index.put(b"b", rev(3));
-        index.tombstone(b"b", rev(4));
-        index.put(b"c", rev(5));
+        let mut index = small_history();
         let kept = index.compact(4);
         assert_eq!(kept, [rev(2)].into_iter().collect());
         // b is gone entirely; a and c remain.
