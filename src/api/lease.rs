@@ -6,8 +6,7 @@
 //! change a lease except by a renewal or a proposal.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures::Stream;
 use keelson_proto::etcdserverpb::lease_server::Lease;
@@ -28,58 +27,15 @@ use crate::server::{WriteRequest, WriteResponse};
 
 /// Keep-alive responses buffered per stream before reading more requests waits for the client.
 const KEEPALIVE_RESPONSE_BUFFER: usize = 256;
-/// etcd's `idutil`: bits of the id after the member prefix (timestamp and counter).
-const ID_SUFFIX_BITS: u32 = 48;
-/// etcd's `idutil`: bits of the counter below the timestamp.
-const ID_COUNTER_BITS: u32 = 8;
-/// etcd keeps only positive ids: `Next() & (1<<63 - 1)`.
-const ID_POSITIVE_MASK: u64 = (1 << 63) - 1;
-
-/// etcd's `idutil.Generator`: the low 16 bits of the member id, then the start time in
-/// milliseconds (40 bits) and a counter (8 bits) that together increase by one per id. Unique
-/// per member without coordination; never 0 once masked positive (the prefix or time is set).
-pub struct IdGenerator {
-    prefix: u64,
-    suffix: AtomicU64,
-}
-
-impl IdGenerator {
-    pub fn new(member_id: u64, unix_millis: u64) -> IdGenerator {
-        let low = |v: u64, bits: u32| v & ((1u64 << bits) - 1);
-        IdGenerator {
-            prefix: (member_id & 0xffff) << ID_SUFFIX_BITS,
-            suffix: AtomicU64::new(
-                low(unix_millis, ID_SUFFIX_BITS - ID_COUNTER_BITS) << ID_COUNTER_BITS,
-            ),
-        }
-    }
-
-    pub fn next(&self) -> i64 {
-        let suffix = self.suffix.fetch_add(1, Ordering::Relaxed) + 1;
-        let id = self.prefix | (suffix & ((1u64 << ID_SUFFIX_BITS) - 1));
-        (id & ID_POSITIVE_MASK) as i64
-    }
-}
-
 /// etcd's Lease service over a node.
 pub struct LeaseService {
     node: NodeHandle,
-    ids: IdGenerator,
     quota: Quota,
 }
 
 impl LeaseService {
     pub fn new(node: NodeHandle, quota: Quota) -> LeaseService {
-        let (_, member_id, _) = node.header_ids();
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        LeaseService {
-            node,
-            ids: IdGenerator::new(member_id, millis),
-            quota,
-        }
+        LeaseService { node, quota }
     }
 }
 
@@ -130,7 +86,7 @@ impl Lease for LeaseService {
             .map_err(etcd_status)?;
         // etcd picks the id before proposing, so every member applies the same one.
         while request.id == 0 {
-            request.id = self.ids.next();
+            request.id = self.node.ids().next_lease_id();
         }
         match self
             .node
@@ -239,22 +195,5 @@ impl Lease for LeaseService {
             self.node.store().view().rev(),
         );
         Ok(Response::new(response))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_follow_etcd_idutil() {
-        let ids = IdGenerator::new(0x1234_5678_9abc_def0, 0x12_3456_789a);
-        let first = ids.next();
-        // The member prefix 0xdef0 has the top bit set, which the positive mask clears.
-        assert_eq!(first as u64, 0x5ef0 << 48 | 0x12_3456_789a << 8 | 1);
-        assert_eq!(ids.next(), first + 1);
-        // A member id whose low 16 bits have the top bit set still gives positive ids.
-        let high = IdGenerator::new(0xffff, 1);
-        assert!(high.next() > 0);
     }
 }

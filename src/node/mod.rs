@@ -1,11 +1,16 @@
 //! The node: the one thread that owns Raft, the WAL and the write side of the MVCC store, and the
 //! handle other threads use to talk to it.
 //!
-//! - [`actor`]: the loop on a pinned glommio executor (proposals, ticks, `Ready`s, persistence,
-//!   apply, replies).
+//! - [`spawn`]: opening the data dir, restoring raft-rs, starting the thread.
+//! - [`actor`]: the loop on a pinned glommio executor, the shell that does the I/O.
+//! - [`core`]: the state machine the actor drives: raft-rs and everything waiting on it, split
+//!   by concern into [`ready`] (the `Ready` loop), [`apply_batch`], [`reads`], [`waiters`],
+//!   [`compaction`], [`wal_release`] and [`leases`].
+//! - [`transport`]: the seam where Raft messages leave for other members.
 //! - [`codec`]: the bytes of an entry carrying a write request.
 //! - [`members`]: the member and cluster ids and the member list, stored in the B+tree.
 //! - [`durability`]: the background B+tree sync that lets the WAL release old segments.
+//! - [`config`]: the node's settings from the server's flags.
 //!
 //! Everything outside the node reaches it through [`NodeHandle`]: requests travel over a bounded
 //! channel, replies over oneshots ([`answer`], which also tells an idle gRPC thread whether an
@@ -13,144 +18,37 @@
 //! [`NodeHandle::store`] directly (views are lock-free snapshots). Nothing here serves gRPC or
 //! decides apply semantics (`crate::server::apply` does).
 
-pub mod actor;
+mod actor;
 pub mod answer;
+mod apply_batch;
 pub mod codec;
+mod compaction;
+pub mod config;
+pub mod core;
 pub mod durability;
+mod leases;
 pub mod members;
+mod reads;
+mod ready;
+mod spawn;
+pub mod transport;
+mod waiters;
+mod wal_release;
+
+pub use config::{INBOX_REQUESTS_MAX, NodeConfig, SYNC_INTERVAL};
+pub use reads::READS_PENDING_MAX;
+pub use waiters::PROPOSALS_PENDING_MAX;
 
 #[cfg(test)]
 mod tests;
 
-use crate::config::Config;
 use crate::errors::EtcdError;
 use crate::server::{WriteRequest, WriteResponse};
 use keelson_storage::mvcc::Store;
 use parking_lot::Mutex;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
-/// Requests waiting for the node; senders wait (backpressure) once it is full.
-pub const INBOX_CAPACITY: usize = 4096;
-/// How often the background thread makes the B+tree durable.
-pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
-
-/// What the node needs from the server configuration.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    pub name: String,
-    pub data_dir: PathBuf,
-    /// Where the WAL segments live (`<data dir>/member/wal` unless `--wal-dir`).
-    pub wal_dir: PathBuf,
-    /// Advertised peer URLs (they determine the member id on first start).
-    pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
-    pub initial_cluster_token: String,
-    /// etcd's `--snapshot-count`. Kept for the cluster work (snapshots sent to followers); WAL
-    /// segments are released as the B+tree becomes durable, which bounds the log sooner.
-    pub snapshot_count: u64,
-    /// One Raft tick (`--heartbeat-interval`).
-    pub tick_interval: Duration,
-    /// Ticks without a leader before an election (`--election-timeout` / heartbeat).
-    pub election_ticks: usize,
-    /// WAL segments kept when releasing (`--max-wals`; 0 keeps every one).
-    pub max_wals: usize,
-    /// Core the node thread is pinned to; `None`: not pinned.
-    pub node_core: Option<usize>,
-    /// How long the node thread busy-polls for work before it sleeps (glommio's
-    /// `spin_before_park`); zero sleeps at once.
-    pub busy_poll: Duration,
-    /// How often the B+tree is made durable in the background.
-    pub sync_interval: Duration,
-    /// Size of each WAL segment.
-    pub wal_segment_bytes: u64,
-    /// Requests in the inbox before senders wait.
-    pub inbox_capacity: usize,
-    /// Route raft-rs's log to stderr at this level; `None` drops it.
-    pub raft_log_level: Option<slog::Level>,
-}
-
-impl NodeConfig {
-    /// The node configuration of a parsed server configuration. The node core defaults to the
-    /// last core of the machine, leaving the others to gRPC.
-    pub fn from_config(config: &Config) -> NodeConfig {
-        let data_dir = PathBuf::from(&config.data_dir);
-        let wal_dir = match &config.wal_dir {
-            Some(dir) => PathBuf::from(dir),
-            None => data_dir.join(keelson_storage::schema::WAL_DIR),
-        };
-        let heartbeat_ms = config.heartbeat_interval.as_millis().max(1);
-        let election_ticks = (config.election_timeout.as_millis() / heartbeat_ms).max(2) as usize;
-        let max_wals = if config.max_wals == 0 {
-            usize::MAX
-        } else {
-            config.max_wals as usize
-        };
-        let last_core = std::thread::available_parallelism()
-            .map(|n| n.get() - 1)
-            .unwrap_or(0);
-        let raft_log_level = match config.log_level {
-            crate::config::LogLevel::Debug => Some(slog::Level::Debug),
-            crate::config::LogLevel::Info => Some(slog::Level::Info),
-            crate::config::LogLevel::Warn => Some(slog::Level::Warning),
-            _ => Some(slog::Level::Error),
-        };
-        NodeConfig {
-            name: config.name.clone(),
-            data_dir,
-            wal_dir,
-            peer_urls: config
-                .initial_advertise_peer_urls
-                .iter()
-                .map(|u| u.to_string())
-                .collect(),
-            client_urls: config
-                .advertise_client_urls
-                .iter()
-                .map(|u| u.to_string())
-                .collect(),
-            initial_cluster_token: config.initial_cluster_token.clone(),
-            snapshot_count: config.snapshot_count,
-            tick_interval: config.heartbeat_interval,
-            election_ticks,
-            max_wals,
-            node_core: Some(config.node_core.unwrap_or(last_core)),
-            busy_poll: config.busy_poll,
-            sync_interval: SYNC_INTERVAL,
-            wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
-            inbox_capacity: INBOX_CAPACITY,
-            raft_log_level,
-        }
-    }
-
-    /// A configuration for a node in `data_dir` with etcd's defaults, unpinned and quiet.
-    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> NodeConfig {
-        let data_dir = data_dir.into();
-        NodeConfig {
-            name: crate::config::NAME_DEFAULT.to_string(),
-            wal_dir: data_dir.join(keelson_storage::schema::WAL_DIR),
-            data_dir,
-            peer_urls: vec![crate::config::PEER_URL_DEFAULT.to_string()],
-            client_urls: vec![crate::config::CLIENT_URL_DEFAULT.to_string()],
-            initial_cluster_token: crate::config::INITIAL_CLUSTER_TOKEN_DEFAULT.to_string(),
-            snapshot_count: crate::config::SNAPSHOT_COUNT_DEFAULT,
-            tick_interval: Duration::from_millis(crate::config::HEARTBEAT_INTERVAL_MS_DEFAULT),
-            election_ticks: (crate::config::ELECTION_TIMEOUT_MS_DEFAULT
-                / crate::config::HEARTBEAT_INTERVAL_MS_DEFAULT)
-                as usize,
-            max_wals: crate::config::MAX_WALS_DEFAULT as usize,
-            node_core: None,
-            busy_poll: Duration::ZERO,
-            sync_interval: SYNC_INTERVAL,
-            wal_segment_bytes: keelson_storage::wal::SEGMENT_BYTES_DEFAULT,
-            inbox_capacity: INBOX_CAPACITY,
-            raft_log_level: None,
-        }
-    }
-}
 
 /// Why the node could not start (or stopped).
 #[derive(Debug)]
@@ -233,6 +131,8 @@ pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub status: Mutex<NodeStatus>,
     pub members: Mutex<Vec<MemberInfo>>,
+    /// This member's request and lease ids (etcd's `idutil`).
+    pub ids: Arc<crate::raft::ids::IdGenerator>,
     /// Set when a WAL or B+tree sync failed: no write is accepted or acknowledged again.
     pub poisoned: AtomicBool,
     pub thread: Mutex<Option<glommio::ExecutorJoinHandle<()>>>,
@@ -271,7 +171,7 @@ impl fmt::Debug for NodeHandle {
 /// Opens the data dir, replays the WAL, elects this single voter and applies everything
 /// committed, on a new thread pinned to `config.node_core`. Returns once the node serves.
 pub fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
-    let shared = actor::spawn(config)?;
+    let shared = spawn::spawn(config)?;
     Ok(NodeHandle { shared })
 }
 
@@ -301,6 +201,11 @@ impl NodeHandle {
             .await
             .map_err(|_| EtcdError::Stopped)?;
         answer.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// This member's id generator, shared by request ids and lease ids as in etcd.
+    pub fn ids(&self) -> &crate::raft::ids::IdGenerator {
+        &self.shared.ids
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -2,8 +2,10 @@
 //! concurrent proposals, read index, clean restart, and a crash without the final B+tree sync.
 
 use super::*;
+use crate::config::Config;
 use keelson_proto::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest};
 use keelson_storage::mvcc::{KeyRange, RangeOptions};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Writers proposing at the same time.
@@ -438,7 +440,7 @@ thread_local! {
 fn a_failed_wal_sync_poisons_the_node_and_acknowledges_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let shared = actor::spawn_with(config(dir.path()), |_| async {
+    let shared = spawn::spawn_with(config(dir.path()), |_| async {
         let wal = keelson_storage::io::MemoryDirectory::new();
         MEMORY_WAL.with(|d| *d.borrow_mut() = Some(wal.clone()));
         Ok(wal)
