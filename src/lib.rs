@@ -8,5 +8,6 @@ pub mod compactor;
 pub mod config;
 pub mod errors;
 pub mod node;
+pub mod peer;
 pub mod raft;
 pub mod server;

@@ -86,7 +86,10 @@ fn run(config: &Config) -> Result<(), String> {
         let _context = runtime.enter();
         api::bind(config).map_err(|e| e.to_string())?
     };
-    let node = node::start(node_config).map_err(|e| format!("keelson: starting the node: {e}"))?;
+    let events = node::Peers::channel();
+    let transport = keelson::peer::PeerTransport::new(runtime.handle().clone(), events.0.clone());
+    let node = node::start_with_peers(node_config, node::Peers::new(Box::new(transport), events))
+        .map_err(|e| format!("keelson: starting the node: {e}"))?;
     eprintln!(
         "keelson: member {} ({:x}) serving clients on {}",
         config.name,

@@ -28,6 +28,12 @@ pub mod etcdserverpb {
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
 }
 
+/// Keelson's peer protocol: Raft messages, snapshots and forwarded lease calls between members
+/// of one cluster (`proto/keelson/peer.proto`).
+pub mod keelsonpeerpb {
+    include!(concat!(env!("OUT_DIR"), "/keelsonpeerpb.rs"));
+}
+
 /// Encoded `google.protobuf.FileDescriptorSet` of every file in this crate,
 /// dependencies included, with source comments.
 ///

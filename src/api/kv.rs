@@ -71,7 +71,7 @@ impl Kv for KvService {
         }
         let store = self.node.store();
         let view = store.view();
-        let mut response = range(store, &view, &request).map_err(server_status)?;
+        let mut response = range(&store, &view, &request).map_err(server_status)?;
         fill_header(&self.node, &mut response.header, view.rev());
         Ok(Response::new(response))
     }

@@ -22,8 +22,11 @@ use crate::api::header::fill_header;
 use crate::api::quota::Quota;
 use crate::api::status::etcd_status;
 use crate::node::NodeHandle;
+use crate::peer::Forwarder;
+use crate::server::lessor::RenewError;
 use crate::server::quota::lease_grant_cost;
 use crate::server::{WriteRequest, WriteResponse};
+use std::sync::Arc;
 
 /// Keep-alive responses buffered per stream before reading more requests waits for the client.
 const KEEPALIVE_RESPONSE_BUFFER: usize = 256;
@@ -31,11 +34,16 @@ const KEEPALIVE_RESPONSE_BUFFER: usize = 256;
 pub struct LeaseService {
     node: NodeHandle,
     quota: Quota,
+    forwarder: Arc<Forwarder>,
 }
 
 impl LeaseService {
-    pub fn new(node: NodeHandle, quota: Quota) -> LeaseService {
-        LeaseService { node, quota }
+    pub fn new(node: NodeHandle, quota: Quota, forwarder: Arc<Forwarder>) -> LeaseService {
+        LeaseService {
+            node,
+            quota,
+            forwarder,
+        }
     }
 }
 
@@ -46,25 +54,75 @@ fn mismatched(expected: &str) -> Status {
     ))
 }
 
+/// Proposes clearing lease `id`'s checkpointed remaining TTL, as etcd's leader does when it
+/// renews a checkpointed lease (a restart must not cut the renewed lease short).
+pub async fn clear_checkpoint(node: &NodeHandle, id: i64) -> Result<(), Status> {
+    let clear = WriteRequest::LeaseCheckpoint(LeaseCheckpointRequest {
+        checkpoints: vec![LeaseCheckpoint {
+            id,
+            remaining_ttl: 0,
+        }],
+    });
+    node.propose(clear).await.map_err(etcd_status)?;
+    Ok(())
+}
+
 /// Renews `id` and builds its keep-alive response (TTL 0 for a lease that is gone, as etcd
-/// answers). Proposes clearing a checkpoint if the renewal needs it.
-async fn keep_alive(node: &NodeHandle, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+/// answers). A follower forwards the renewal to its leader, which alone keeps expiries.
+async fn keep_alive(
+    node: &NodeHandle,
+    forwarder: &Forwarder,
+    id: i64,
+) -> Result<LeaseKeepAliveResponse, Status> {
     let renewed = node.lessor().lock().renew(id, Instant::now());
-    if let Some(renewed) = renewed
-        && renewed.clear_checkpoint
-    {
-        let clear = WriteRequest::LeaseCheckpoint(LeaseCheckpointRequest {
-            checkpoints: vec![LeaseCheckpoint {
-                id,
-                remaining_ttl: 0,
-            }],
-        });
-        node.propose(clear).await.map_err(etcd_status)?;
-    }
+    let ttl = match renewed {
+        Ok(renewed) => {
+            if renewed.clear_checkpoint {
+                clear_checkpoint(node, id).await?;
+            }
+            renewed.ttl
+        }
+        Err(RenewError::NotFound) => 0,
+        Err(RenewError::NotPrimary) => match forwarder.lease_renew(id).await {
+            Ok(response) => response.ttl,
+            Err(status) if status.code() == tonic::Code::NotFound => 0,
+            Err(status) => return Err(status),
+        },
+    };
     let mut response = LeaseKeepAliveResponse {
         header: None,
         id,
-        ttl: renewed.map_or(0, |r| r.ttl),
+        ttl,
+    };
+    fill_header(node, &mut response.header, node.store().view().rev());
+    Ok(response)
+}
+
+/// `LeaseTimeToLive` answered from this member's lessor (TTL -1 for an unknown lease, as etcd).
+pub fn time_to_live(
+    node: &NodeHandle,
+    request: LeaseTimeToLiveRequest,
+) -> Result<LeaseTimeToLiveResponse, Status> {
+    let status = node.lessor().lock().status(request.id, Instant::now());
+    let mut response = match status {
+        Some(status) => LeaseTimeToLiveResponse {
+            header: None,
+            id: request.id,
+            ttl: status.remaining,
+            granted_ttl: status.granted_ttl,
+            keys: if request.keys {
+                status.keys
+            } else {
+                Vec::new()
+            },
+        },
+        None => LeaseTimeToLiveResponse {
+            header: None,
+            id: request.id,
+            ttl: -1,
+            granted_ttl: 0,
+            keys: Vec::new(),
+        },
     };
     fill_header(node, &mut response.header, node.store().view().rev());
     Ok(response)
@@ -125,10 +183,11 @@ impl Lease for LeaseService {
         let mut requests = request.into_inner();
         let (responses, receiver) = tokio::sync::mpsc::channel(KEEPALIVE_RESPONSE_BUFFER);
         let node = self.node.clone();
+        let forwarder = self.forwarder.clone();
         tokio::spawn(async move {
             loop {
                 let next = match requests.message().await {
-                    Ok(Some(request)) => keep_alive(&node, request.id).await,
+                    Ok(Some(request)) => keep_alive(&node, &forwarder, request.id).await,
                     // The client closed its side: the stream ends.
                     Ok(None) => break,
                     Err(status) => Err(status),
@@ -145,39 +204,28 @@ impl Lease for LeaseService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    /// An unknown lease is not an error: etcd answers TTL -1 (etcdctl prints "already expired").
+    /// An unknown lease is not an error: etcd answers TTL -1 (etcdctl prints "already
+    /// expired"). A follower asks its leader, whose lessor keeps the expiries.
     async fn lease_time_to_live(
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let request = request.into_inner();
-        let status = self.node.lessor().lock().status(request.id, Instant::now());
-        let mut response = match status {
-            Some(status) => LeaseTimeToLiveResponse {
-                header: None,
-                id: request.id,
-                ttl: status.remaining,
-                granted_ttl: status.granted_ttl,
-                keys: if request.keys {
-                    status.keys
-                } else {
-                    Vec::new()
-                },
-            },
-            None => LeaseTimeToLiveResponse {
-                header: None,
-                id: request.id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: Vec::new(),
-            },
-        };
-        fill_header(
-            &self.node,
-            &mut response.header,
-            self.node.store().view().rev(),
-        );
-        Ok(Response::new(response))
+        if self.node.lessor().lock().is_primary() {
+            return Ok(Response::new(time_to_live(&self.node, request)?));
+        }
+        match self.forwarder.lease_time_to_live(request).await {
+            Ok(mut response) => {
+                // The leader's header names the leader; this member answers.
+                fill_header(
+                    &self.node,
+                    &mut response.header,
+                    self.node.store().view().rev(),
+                );
+                Ok(Response::new(response))
+            }
+            Err(status) => Err(status),
+        }
     }
 
     async fn lease_leases(

@@ -54,6 +54,25 @@ impl MaintenanceService {
     }
 }
 
+/// etcd's HashKV of this member's store; also what peers compare in the corruption checks.
+pub async fn hash_kv(node: &NodeHandle, request: HashKvRequest) -> Result<HashKvResponse, Status> {
+    let revision = request.revision;
+    let store = node.store();
+    // A scan of the whole key tree: off the gRPC workers, which serve everyone else.
+    let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+        .await
+        .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
+    let (hash, current, compact_revision) =
+        hashed.map_err(|e| server_status(server::Error::from_store(e)))?;
+    let mut response = HashKvResponse {
+        header: None,
+        hash,
+        compact_revision,
+    };
+    fill_header(node, &mut response.header, current);
+    Ok(response)
+}
+
 fn not_implemented(call: &str) -> Status {
     Status::unimplemented(format!(
         "keelson: Maintenance.{call} is not implemented yet"
@@ -122,21 +141,9 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        let revision = request.into_inner().revision;
-        let store = self.node.store().clone();
-        // A scan of the whole key tree: off the gRPC workers, which serve everyone else.
-        let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))
-            .await
-            .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
-        let (hash, current, compact_revision) =
-            hashed.map_err(|e| server_status(server::Error::from_store(e)))?;
-        let mut response = HashKvResponse {
-            header: None,
-            hash,
-            compact_revision,
-        };
-        fill_header(&self.node, &mut response.header, current);
-        Ok(Response::new(response))
+        Ok(Response::new(
+            hash_kv(&self.node, request.into_inner()).await?,
+        ))
     }
 
     async fn snapshot(

@@ -96,10 +96,11 @@ pub fn listen_addr(url: &Url) -> Result<SocketAddr, ServeError> {
         .ok_or_else(|| ServeError::Url(format!("keelson: {url} resolves to no address")))
 }
 
-/// The bound client and metrics listeners, ready to serve.
+/// The bound client, metrics and peer listeners, ready to serve.
 pub struct Listeners {
     incomings: Vec<TcpIncoming>,
     metrics: Vec<TcpIncoming>,
+    peers: Vec<TcpIncoming>,
 }
 
 /// Binds every `--listen-client-urls` entry. Called before the node starts, so a bad URL or a
@@ -121,6 +122,7 @@ pub fn bind(config: &Config) -> Result<Listeners, ServeError> {
     Ok(Listeners {
         incomings: bind_all(&config.listen_client_urls)?,
         metrics: bind_all(&config.listen_metrics_urls)?,
+        peers: bind_all(&config.listen_peer_urls)?,
     })
 }
 
@@ -152,7 +154,11 @@ pub async fn serve(
         ),
         tonic_limit,
     );
-    let lease = LeaseServer::new(LeaseService::new(node.clone(), quota.clone()))
+    let forwarder = std::sync::Arc::new(crate::peer::Forwarder::new(
+        node.clone(),
+        crate::node::config::request_timeout(config.election_timeout),
+    ));
+    let lease = LeaseServer::new(LeaseService::new(node.clone(), quota.clone(), forwarder))
         .max_decoding_message_size(tonic_limit);
     let cluster = ClusterServer::new(ClusterService::new(node.clone()))
         .max_decoding_message_size(tonic_limit);
@@ -171,6 +177,23 @@ pub async fn serve(
             );
         tokio::spawn(server)
     });
+    // Other members, on the peer URLs: stop with the rest.
+    let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer_service = keelson_proto::keelsonpeerpb::peer_server::PeerServer::new(
+        crate::peer::PeerService::new(node.clone()),
+    )
+    .max_decoding_message_size(crate::peer::links::PEER_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(crate::peer::links::PEER_MESSAGE_BYTES_MAX);
+    let peers = tokio::spawn(
+        Server::builder()
+            .add_service(peer_service)
+            .serve_with_incoming_shutdown(
+                stream::select_all(listeners.peers.into_iter().map(|i| i.boxed())),
+                async {
+                    let _ = peers_stopped.await;
+                },
+            ),
+    );
     let served = Server::builder()
         // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version` and `/metrics`.
         .accept_http1(true)
@@ -187,6 +210,20 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")));
     let _ = stop_metrics.send(());
+    let _ = stop_peers.send(());
+    match peers.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(ServeError::Io(format!(
+                "keelson: serving the peer URLs: {e}"
+            )));
+        }
+        Err(e) => {
+            return Err(ServeError::Io(format!(
+                "keelson: serving the peer URLs: {e}"
+            )));
+        }
+    }
     if let Some(metrics) = metrics {
         match metrics.await {
             Ok(Ok(())) => {}

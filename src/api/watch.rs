@@ -370,7 +370,7 @@ impl Session {
         }
         let head = self.head(delivery.rev);
         let (events, encoded) = if prev_kv {
-            delivery.batch.with_prev_kv(self.node.store())
+            delivery.batch.with_prev_kv(&self.node.store())
         } else {
             (delivery.batch.events(), delivery.batch.encoded())
         };

@@ -14,8 +14,8 @@
 
 use super::core::Core;
 use super::durability::{Syncer, sync_once};
-use super::transport::{NoPeers, Transport};
-use super::{Command, NodeConfig, NodeError, Shared};
+use super::transport::Transport;
+use super::{Command, NodeConfig, NodeError, PeerEvent, Shared};
 use crate::errors::EtcdError;
 use futures::future::{FutureExt, LocalBoxFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -36,8 +36,10 @@ pub(super) struct Actor<D: LogDirectory> {
     core: Core,
     wal: Wal<D>,
     commands: flume::Receiver<Command>,
+    /// What other members sent, taken before client commands.
+    peer_inbox: flume::Receiver<PeerEvent>,
     shared: Arc<Shared>,
-    transport: Box<dyn Transport>,
+    transport: Box<dyn Transport + Send>,
     persists: FuturesOrdered<Persist>,
     syncer: Syncer,
     /// Set while a segment release runs (releases must not overlap).
@@ -46,6 +48,7 @@ pub(super) struct Actor<D: LogDirectory> {
 }
 
 enum Event {
+    Peer(PeerEvent),
     Command(Command),
     Closed,
     Tick,
@@ -54,22 +57,28 @@ enum Event {
 }
 
 impl<D: LogDirectory + 'static> Actor<D> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: NodeConfig,
         core: Core,
         wal: Wal<D>,
         commands: flume::Receiver<Command>,
+        peer_inbox: flume::Receiver<PeerEvent>,
+        mut transport: Box<dyn Transport + Send>,
         shared: Arc<Shared>,
         durable_index: u64,
     ) -> Actor<D> {
         let syncer = Syncer::spawn(shared.clone(), config.sync_interval, durable_index);
+        let (member_id, cluster_id) = (core.member_id, core.cluster_id);
+        transport.set_members(member_id, cluster_id, &shared.members.lock());
         Actor {
             config,
             core,
             wal,
             commands,
+            peer_inbox,
             shared,
-            transport: Box::new(NoPeers),
+            transport,
             persists: FuturesOrdered::new(),
             syncer,
             releasing: Rc::new(Cell::new(false)),
@@ -77,12 +86,27 @@ impl<D: LogDirectory + 'static> Actor<D> {
         }
     }
 
-    pub async fn serve(mut self, ready: std::sync::mpsc::Sender<Result<(), NodeError>>) {
+    pub async fn serve(
+        mut self,
+        ready: std::sync::mpsc::Sender<Result<(), NodeError>>,
+        marker: Option<Record>,
+    ) {
+        // A store installed from a snapshot that the WAL never recorded (a crash in between):
+        // recorded now, before anything follows it in the log.
+        if let Some(marker) = marker
+            && let Err(e) = self.wal.append(&[marker]).await
+        {
+            let _ = ready.send(Err(NodeError::Wal(format!(
+                "record the installed snapshot in the WAL: {e}"
+            ))));
+            return;
+        }
         self.core.campaign_if_alone();
         let mut ready = Some(ready);
         let mut stopping = false;
         loop {
             self.core.handle_readies();
+            self.core.offer_snapshot();
             self.carry_out();
             self.core.publish_status();
             if let Some(signal) = ready.take() {
@@ -103,6 +127,12 @@ impl<D: LogDirectory + 'static> Actor<D> {
                 break;
             }
             match self.next_event(stopping).await {
+                Event::Peer(event) => {
+                    self.peer(event);
+                    while let Ok(event) = self.peer_inbox.try_recv() {
+                        self.peer(event);
+                    }
+                }
                 Event::Command(Command::Stop) | Event::Closed => stopping = true,
                 #[cfg(test)]
                 Event::Command(Command::Abort) => return,
@@ -140,6 +170,9 @@ impl<D: LogDirectory + 'static> Actor<D> {
         if !output.messages.is_empty() {
             self.transport.send(output.messages);
         }
+        for (message, view) in output.snapshots {
+            self.transport.send_snapshot(message, view);
+        }
     }
 
     async fn next_event(&mut self, stopping: bool) -> Event {
@@ -151,12 +184,18 @@ impl<D: LogDirectory + 'static> Actor<D> {
         let persists = &mut self.persists;
         // After a stop, commands wait in the inbox; `finish` refuses them.
         let mut recv = (!stopping).then(|| Box::pin(self.commands.recv_async()));
+        let mut peer = Box::pin(self.peer_inbox.recv_async());
         let event = futures::future::poll_fn(|cx| {
             // Durable writes first: they unblock commits and replies.
             if !persists.is_empty()
                 && let Poll::Ready(Some((number, result))) = persists.poll_next_unpin(cx)
             {
                 return Poll::Ready(Event::Persisted(number, result));
+            }
+            // Other members next: heartbeats and votes must not wait behind client requests.
+            // The service delivering them holds a sender as long as the node runs.
+            if let Poll::Ready(Ok(event)) = peer.as_mut().poll(cx) {
+                return Poll::Ready(Event::Peer(event));
             }
             if let Some(recv) = recv.as_mut() {
                 match recv.as_mut().poll(cx) {
@@ -178,6 +217,15 @@ impl<D: LogDirectory + 'static> Actor<D> {
             self.ticks = None;
         }
         event
+    }
+
+    fn peer(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Message(message) => self.core.step(message),
+            PeerEvent::Unreachable(member) => self.core.report_unreachable(member),
+            PeerEvent::Snapshot { message, path } => self.core.on_snapshot_received(message, path),
+            PeerEvent::SnapshotSent { to, delivered } => self.core.on_snapshot_sent(to, delivered),
+        }
     }
 
     fn handle(&mut self, command: Command, stopping: bool) {
@@ -261,7 +309,7 @@ impl<D: LogDirectory + 'static> Actor<D> {
             ..
         } = self;
         syncer.stop();
-        sync_once(&shared.store, &shared, &durable);
+        sync_once(&shared.store.load(), &shared, &durable);
         wal.close();
     }
 }

@@ -9,6 +9,7 @@
 //! does (`crate::server::apply` does), applies an index twice or out of order, answers before
 //! the commit.
 
+use super::codec::Payload;
 use super::core::Core;
 use crate::errors::EtcdError;
 use crate::raft::{Entry, EntryType};
@@ -31,7 +32,7 @@ impl Core {
             "committed entries start right after the applied index"
         );
         let last = last.index;
-        let store = self.shared.store.clone();
+        let store = self.shared.store.load_full();
         let shared = self.shared.clone();
         // Held for the batch: apply decides from the lessor and updates it entry by entry.
         let mut lessor = shared.lessor.lock();
@@ -42,6 +43,7 @@ impl Core {
         };
         let mut answers = Vec::new();
         let mut started = Vec::new();
+        let mut members_changed = false;
         // Every change of the batch, in revision order, for the watch hub.
         let mut changes = Vec::new();
         for (expected, entry) in (first.index..).zip(&committed) {
@@ -51,8 +53,24 @@ impl Core {
                 // the index.
                 continue;
             }
-            let (id, request) = match super::codec::decode(&entry.data) {
-                Ok(decoded) => decoded,
+            let (id, request) = match super::codec::decode_entry(&entry.data) {
+                Ok((id, Payload::Write(request))) => (id, request),
+                Ok((_, Payload::Attributes(member))) => {
+                    match super::members::apply_attributes(&mut write, &member) {
+                        Ok(changed) => members_changed |= changed,
+                        Err(e) => {
+                            drop(write);
+                            return self.fail(&format!("apply entry {}: {e}", entry.index));
+                        }
+                    }
+                    if member.id == self.member_id
+                        && member.name == self.attributes.name
+                        && member.client_ur_ls == self.attributes.client_urls
+                    {
+                        self.published = true;
+                    }
+                    continue;
+                }
                 Err(why) => {
                     drop(write);
                     return self.fail(&format!("entry {} in the log: {why}", entry.index));
@@ -84,6 +102,9 @@ impl Core {
             return self.fail(&format!("commit applied entries: {e}"));
         }
         drop(lessor);
+        if members_changed {
+            self.reload_members();
+        }
         self.applied = last;
         self.raw.advance_apply_to(last);
         // Before any reply, so a caller that saw its write applied sees it in the status too.
@@ -102,6 +123,15 @@ impl Core {
                 .and_then(|id| self.waiters.take(id))
                 .map(|reply| (reply, self.with_header(response, term)));
             self.compactions.push(store.compaction_job(rev), reply);
+        }
+    }
+
+    /// The member list as the store now records it, for `MemberList` and the transport.
+    pub(super) fn reload_members(&mut self) {
+        let view = self.shared.store.load().view();
+        match super::members::read_members(view.txn()) {
+            Ok(members) => *self.shared.members.lock() = members,
+            Err(e) => self.fail(&format!("read the members: {e}")),
         }
     }
 

@@ -18,6 +18,9 @@ pub const KIND_ALARM: u8 = 10;
 pub const KIND_LEASE_GRANT: u8 = 20;
 pub const KIND_LEASE_REVOKE: u8 = 21;
 pub const KIND_LEASE_CHECKPOINT: u8 = 22;
+/// A member's attributes (name, client URLs) as it publishes them after start: an
+/// `etcdserverpb.Member` with the id, name and client URLs set.
+pub const KIND_MEMBER_ATTRIBUTES: u8 = 50;
 /// Kind byte plus request id.
 pub const HEADER_BYTES: usize = 1 + 8;
 
@@ -38,6 +41,34 @@ pub fn encode(id: u64, request: &WriteRequest) -> Vec<u8> {
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&body);
     out
+}
+
+/// Encodes a member's attributes proposed under `id`.
+pub fn encode_attributes(id: u64, member: &keelson_proto::etcdserverpb::Member) -> Vec<u8> {
+    let body = member.encode_to_vec();
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+    out.push(KIND_MEMBER_ATTRIBUTES);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// What an entry carries: a client's write, or the node's own business.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Write(WriteRequest),
+    Attributes(keelson_proto::etcdserverpb::Member),
+}
+
+/// Decodes any entry data: the request id and what it carries.
+pub fn decode_entry(data: &[u8]) -> Result<(u64, Payload), String> {
+    if data.first() == Some(&KIND_MEMBER_ATTRIBUTES) && data.len() >= HEADER_BYTES {
+        let id = u64::from_be_bytes(data[1..HEADER_BYTES].try_into().expect("8 bytes"));
+        let member = Message::decode(&data[HEADER_BYTES..])
+            .map_err(|e| format!("entry data does not decode: {e}"))?;
+        return Ok((id, Payload::Attributes(member)));
+    }
+    decode(data).map(|(id, request)| (id, Payload::Write(request)))
 }
 
 /// Decodes entry data written by [`encode`]: the request id and the request.

@@ -12,6 +12,14 @@ pub const INBOX_REQUESTS_MAX: usize = 4096;
 /// How often the background thread makes the B+tree durable.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
+/// etcd's `ReqTimeout` before the election timeouts are added.
+pub const REQUEST_TIMEOUT_BASE: Duration = Duration::from_secs(5);
+
+/// etcd's `ReqTimeout`: 5 s plus two election timeouts.
+pub fn request_timeout(election_timeout: Duration) -> Duration {
+    REQUEST_TIMEOUT_BASE + 2 * election_timeout
+}
+
 /// What the node needs from the server configuration.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -23,6 +31,12 @@ pub struct NodeConfig {
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub initial_cluster_token: String,
+    /// `--initial-cluster`: every member of a new cluster, by name, with its peer URLs. Read
+    /// only when the data dir is empty; empty means this member alone.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// How long a proposal or a read barrier may wait before it fails with "request timed
+    /// out" (etcd's `ReqTimeout`: 5 s plus two election timeouts).
+    pub request_timeout: Duration,
     /// etcd's `--snapshot-count`. Kept for the cluster work (snapshots sent to followers); WAL
     /// segments are released as the B+tree becomes durable, which bounds the log sooner.
     pub snapshot_count: u64,
@@ -87,6 +101,12 @@ impl NodeConfig {
                 .map(|u| u.to_string())
                 .collect(),
             initial_cluster_token: config.initial_cluster_token.clone(),
+            initial_cluster: config
+                .initial_cluster
+                .iter()
+                .map(|(name, urls)| (name.clone(), urls.iter().map(|u| u.to_string()).collect()))
+                .collect(),
+            request_timeout: request_timeout(config.election_timeout),
             snapshot_count: config.snapshot_count,
             tick_interval: config.heartbeat_interval,
             election_ticks,
@@ -110,6 +130,10 @@ impl NodeConfig {
             peer_urls: vec![crate::config::PEER_URL_DEFAULT.to_string()],
             client_urls: vec![crate::config::CLIENT_URL_DEFAULT.to_string()],
             initial_cluster_token: crate::config::INITIAL_CLUSTER_TOKEN_DEFAULT.to_string(),
+            initial_cluster: Vec::new(),
+            request_timeout: request_timeout(Duration::from_millis(
+                crate::config::ELECTION_TIMEOUT_MS_DEFAULT,
+            )),
             snapshot_count: crate::config::SNAPSHOT_COUNT_DEFAULT,
             tick_interval: Duration::from_millis(crate::config::HEARTBEAT_INTERVAL_MS_DEFAULT),
             election_ticks: (crate::config::ELECTION_TIMEOUT_MS_DEFAULT

@@ -46,7 +46,7 @@ impl Syncer {
             .spawn(move || {
                 // Wakes on the interval or on stop (a message or the sender dropped).
                 while let Err(flume::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    if !sync_once(&shared.store, &shared, &published) {
+                    if !sync_once(&shared.store.load(), &shared, &published) {
                         return;
                     }
                 }

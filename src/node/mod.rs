@@ -30,6 +30,7 @@ mod leases;
 pub mod members;
 mod reads;
 mod ready;
+mod snapshots;
 mod spawn;
 pub mod transport;
 mod waiters;
@@ -37,6 +38,7 @@ mod wal_release;
 
 pub use config::{INBOX_REQUESTS_MAX, NodeConfig, SYNC_INTERVAL};
 pub use reads::READS_PENDING_MAX;
+pub use snapshots::CATCH_UP_ENTRIES;
 pub use waiters::PROPOSALS_PENDING_MAX;
 
 #[cfg(test)]
@@ -125,10 +127,66 @@ pub(crate) enum Command {
     Run(Box<dyn FnOnce() + Send>),
 }
 
+/// Peer events waiting for the node before the transport's receivers wait.
+pub const PEER_EVENTS_MAX: usize = 4096;
+
+/// What the peer transport brings to the node.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A Raft message from another member.
+    Message(raft::eraftpb::Message),
+    /// Messages to this member could not be delivered: raft-rs probes it until it answers.
+    Unreachable(u64),
+    /// A snapshot from the leader, received whole into `path` (durable), with its message.
+    Snapshot {
+        message: raft::eraftpb::Message,
+        path: std::path::PathBuf,
+    },
+    /// This member's stream of a snapshot to `to` ended, delivered or not.
+    SnapshotSent { to: u64, delivered: bool },
+}
+
+/// The node's side of the transport: the transport that carries Raft messages out, and the
+/// channel that brings messages and reports in (the sender is cloned into the transport and the
+/// peer service).
+pub struct Peers {
+    pub transport: Box<dyn transport::Transport + Send>,
+    pub events: flume::Sender<PeerEvent>,
+    pub(crate) inbox: flume::Receiver<PeerEvent>,
+}
+
+impl Peers {
+    /// A channel for peer events, before the transport that will report into it exists.
+    pub fn channel() -> (flume::Sender<PeerEvent>, flume::Receiver<PeerEvent>) {
+        flume::bounded(PEER_EVENTS_MAX)
+    }
+
+    pub fn new(
+        transport: Box<dyn transport::Transport + Send>,
+        (events, inbox): (flume::Sender<PeerEvent>, flume::Receiver<PeerEvent>),
+    ) -> Peers {
+        Peers {
+            transport,
+            events,
+            inbox,
+        }
+    }
+
+    /// A member alone: no transport, nobody to hear from.
+    pub fn none() -> Peers {
+        Peers::new(Box::new(transport::NoPeers), Peers::channel())
+    }
+}
+
 /// State the node thread publishes for every handle.
 pub(crate) struct Shared {
     pub inbox: flume::Sender<Command>,
-    pub store: Arc<Store>,
+    /// Where the peer service delivers what other members send.
+    pub peer_events: flume::Sender<PeerEvent>,
+    pub data_dir: std::path::PathBuf,
+    /// The store readers use. Swapped whole when a Raft snapshot is installed; a reader holds
+    /// the store (and view) it loaded until it is done.
+    pub store: arc_swap::ArcSwap<Store>,
     pub status: Mutex<NodeStatus>,
     pub members: Mutex<Vec<MemberInfo>>,
     /// This member's request and lease ids (etcd's `idutil`).
@@ -168,10 +226,15 @@ impl fmt::Debug for NodeHandle {
     }
 }
 
-/// Opens the data dir, replays the WAL, elects this single voter and applies everything
-/// committed, on a new thread pinned to `config.node_core`. Returns once the node serves.
+/// Opens the data dir, replays the WAL and applies everything committed, on a new thread pinned
+/// to `config.node_core`, for a member alone in its cluster. Returns once the node serves.
 pub fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
-    let shared = spawn::spawn(config)?;
+    start_with_peers(config, Peers::none())
+}
+
+/// [`start`] for a member that talks to others through `peers`.
+pub fn start_with_peers(config: NodeConfig, peers: Peers) -> Result<NodeHandle, NodeError> {
+    let shared = spawn::spawn(config, peers)?;
     Ok(NodeHandle { shared })
 }
 
@@ -191,6 +254,27 @@ impl NodeHandle {
         answer.await.map_err(|_| EtcdError::Stopped)?
     }
 
+    /// Hands what a member sent to the node; waits while the node is behind (back-pressure on
+    /// the member's stream).
+    pub async fn deliver(&self, event: PeerEvent) -> Result<(), EtcdError> {
+        self.shared
+            .peer_events
+            .send_async(event)
+            .await
+            .map_err(|_| EtcdError::Stopped)
+    }
+
+    /// Where snapshots from the leader are received.
+    pub fn snap_dir(&self) -> std::path::PathBuf {
+        self.shared.data_dir.join(keelson_storage::schema::SNAP_DIR)
+    }
+
+    /// This member's own id and its cluster's.
+    pub fn ids_of_member(&self) -> (u64, u64) {
+        let status = self.shared.status.lock();
+        (status.member_id, status.cluster_id)
+    }
+
     /// Linearizable barrier: resolves once the applied index reaches the commit index the leader
     /// had when the call arrived (raft-rs's ReadIndex).
     pub async fn read_index(&self) -> Result<(), EtcdError> {
@@ -208,8 +292,9 @@ impl NodeHandle {
         &self.shared.ids
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.shared.store
+    /// The current store. Hold it for one request only: a snapshot install replaces it.
+    pub fn store(&self) -> Arc<Store> {
+        self.shared.store.load_full()
     }
 
     /// The watch hub the node feeds with every applied batch.
@@ -233,7 +318,7 @@ impl NodeHandle {
 
     /// Bytes of the B+tree file as of the newest commit: the size the quota is checked against.
     pub fn db_size(&self) -> u64 {
-        self.shared.store.database().file_bytes()
+        self.shared.store.load().database().file_bytes()
     }
 
     /// What every response header needs: cluster id, member id and raft term. Unlike

@@ -6,9 +6,10 @@
 //! for the applied index to reach it). Barriers that arrive together share one context, as etcd
 //! batches them.
 //!
-//! Owns: the three stages, their bound ([`READS_PENDING_MAX`]) and the retry of barriers raft-rs
-//! dropped (a leader change). Never: answers a barrier before the applied index reached the
-//! index raft-rs gave it.
+//! Owns: the three stages, their bound ([`READS_PENDING_MAX`]), the retry of barriers raft-rs
+//! dropped, and etcd's failures: "leader changed" for barriers in flight when the leader
+//! changes, "request timed out" for barriers that got no index within the request timeout.
+//! Never: answers a barrier before the applied index reached the index raft-rs gave it.
 
 use super::answer::Answer;
 use crate::errors::EtcdError;
@@ -20,12 +21,15 @@ pub const READS_PENDING_MAX: usize = 100_000;
 
 pub(crate) type ReadReply = Answer<Result<(), EtcdError>>;
 
+/// A barrier and the tick it arrived at.
+type Barrier = (u64, ReadReply);
+
 pub(crate) struct Reads {
-    unsent: Vec<ReadReply>,
+    unsent: Vec<Barrier>,
     /// By context: the tick it was sent at and its barriers.
-    sent: HashMap<u64, (u64, Vec<ReadReply>)>,
+    sent: HashMap<u64, (u64, Vec<Barrier>)>,
     /// By index: barriers whose read state arrived.
-    ready: Vec<(u64, Vec<ReadReply>)>,
+    ready: Vec<(u64, Vec<Barrier>)>,
     next_ctx: u64,
     pending: usize,
     pending_max: usize,
@@ -43,14 +47,14 @@ impl Reads {
         }
     }
 
-    /// Queues a barrier; refuses it when [`READS_PENDING_MAX`] are waiting.
-    pub fn push(&mut self, reply: ReadReply) {
+    /// Queues a barrier arriving at `tick`; refuses it when [`READS_PENDING_MAX`] are waiting.
+    pub fn push(&mut self, reply: ReadReply, tick: u64) {
         if self.pending >= self.pending_max {
             let _ = reply.send(Err(EtcdError::TooManyRequests));
             return;
         }
         self.pending += 1;
-        self.unsent.push(reply);
+        self.unsent.push((tick, reply));
     }
 
     /// Moves the unsent barriers under a new context and returns the context's bytes for
@@ -103,13 +107,46 @@ impl Reads {
             if *index > applied {
                 return true;
             }
-            for reply in waiting.drain(..) {
+            for (_, reply) in waiting.drain(..) {
                 answered += 1;
                 let _ = reply.send(Ok(()));
             }
             false
         });
         self.pending -= answered;
+    }
+
+    /// The leader changed: barriers handed to raft-rs may never be answered (etcd fails them
+    /// with "leader changed"; clients retry). Unsent ones go to the next leader.
+    pub fn on_leader_changed(&mut self) {
+        let failed: Vec<Barrier> = self.sent.drain().flat_map(|(_, (_, b))| b).collect();
+        self.pending -= failed.len();
+        for (_, reply) in failed {
+            let _ = reply.send(Err(EtcdError::LeaderChanged));
+        }
+    }
+
+    /// Fails with "request timed out" the barriers that arrived `timeout_ticks` or more before
+    /// `tick` and still have no index.
+    pub fn expire(&mut self, tick: u64, timeout_ticks: u64) {
+        let overdue = |(arrived, _): &Barrier| tick.saturating_sub(*arrived) >= timeout_ticks;
+        let mut failed = Vec::new();
+        let (late, keep): (Vec<Barrier>, Vec<Barrier>) = std::mem::take(&mut self.unsent)
+            .into_iter()
+            .partition(overdue);
+        self.unsent = keep;
+        failed.extend(late);
+        for (_, barriers) in self.sent.values_mut() {
+            let (late, keep): (Vec<Barrier>, Vec<Barrier>) =
+                std::mem::take(barriers).into_iter().partition(overdue);
+            *barriers = keep;
+            failed.extend(late);
+        }
+        self.sent.retain(|_, (_, barriers)| !barriers.is_empty());
+        self.pending -= failed.len();
+        for (_, reply) in failed {
+            let _ = reply.send(Err(EtcdError::Timeout));
+        }
     }
 
     /// Answers every barrier in every stage with `error`.
@@ -119,7 +156,7 @@ impl Reads {
             .drain(..)
             .chain(self.sent.drain().flat_map(|(_, (_, r))| r))
             .chain(self.ready.drain(..).flat_map(|(_, r)| r));
-        for reply in replies {
+        for (_, reply) in replies {
             let _ = reply.send(Err(error));
         }
         self.pending = 0;
@@ -133,7 +170,7 @@ mod tests {
 
     fn barrier(reads: &mut Reads) -> futures::channel::oneshot::Receiver<Result<(), EtcdError>> {
         let (reply, receiver) = answer::channel();
-        reads.push(reply);
+        reads.push(reply, 0);
         receiver
     }
 

@@ -11,6 +11,9 @@
 //! 3. committed entries (raft-rs hands out only locally durable ones) are applied;
 //! 4. read states resolve the barriers waiting on them.
 //!
+//! A `Ready` carrying a snapshot from the leader installs it first (`super::snapshots`), and its
+//! append starts with a marker at the snapshot's index.
+//!
 //! Owns: that order. Never: sends a persisted message early or applies an entry twice.
 
 use super::core::{Core, hard_state_record};
@@ -21,19 +24,28 @@ impl Core {
     pub fn handle_readies(&mut self) {
         while self.raw.has_ready() {
             let mut rd = self.raw.ready();
+            let number = rd.number();
+            // A snapshot from the leader: installed before anything else of this Ready (its
+            // entries follow the snapshot's index).
+            let mut installed = None;
             if !rd.snapshot().is_empty() {
-                // Only a leader's snapshot can arrive, and a single voter has none.
-                self.shared
-                    .poison("received a Raft snapshot, which a single voter cannot");
-                self.raw.advance_append_async(rd);
-                return;
+                let metadata = rd.snapshot().get_metadata().clone();
+                if !self.install_snapshot(&metadata) {
+                    self.raw.advance_append_async(rd);
+                    return;
+                }
+                installed = Some(Record::Snapshot(wal::SnapshotMarker {
+                    index: metadata.index,
+                    term: metadata.term,
+                }));
+                self.installed = Some((number, metadata.index));
             }
             if let Some(ss) = rd.ss() {
-                self.shared.status.lock().leader = ss.leader_id;
+                self.on_leader(ss.leader_id);
             }
-            let number = rd.number();
-            self.out.messages.extend(rd.take_messages());
-            let persisted_messages = rd.take_persisted_messages();
+            let messages = self.route_snapshots(rd.take_messages());
+            self.out.messages.extend(messages);
+            let persisted_messages = self.route_snapshots(rd.take_persisted_messages());
             let committed = rd.take_committed_entries();
             let read_states = rd.take_read_states();
             let entries = rd.take_entries();
@@ -47,16 +59,14 @@ impl Core {
             }
             self.raw.advance_append_async(rd);
 
-            let mut records: Vec<Record> = entries
-                .iter()
-                .map(|e| {
-                    Record::Entry(wal::Entry {
-                        index: e.index,
-                        term: e.term,
-                        data: e.data.to_vec(),
-                    })
+            let mut records: Vec<Record> = installed.into_iter().collect();
+            records.extend(entries.iter().map(|e| {
+                Record::Entry(wal::Entry {
+                    index: e.index,
+                    term: e.term,
+                    data: e.data.to_vec(),
                 })
-                .collect();
+            }));
             if let Some(hs) = hard_state {
                 self.unwritten_hard_state = Some(hs);
             }

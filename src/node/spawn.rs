@@ -8,9 +8,9 @@
 //! serves before everything the log had committed is applied.
 
 use super::actor::Actor;
-use super::core::{Core, Restored, SystemClock};
+use super::core::{Attributes, Core, Restored, SystemClock};
 use super::members::Membership;
-use super::{Command, NodeConfig, NodeError, NodeStatus, Shared};
+use super::{Command, NodeConfig, NodeError, NodeStatus, PeerEvent, Peers, Shared};
 use crate::raft::ids::IdGenerator;
 use crate::raft::{self as core, ConfState, Entry, HardState, LogStore};
 use crate::server::lessor::{Lessor, min_ttl_seconds};
@@ -20,7 +20,9 @@ use keelson_storage::btree::Database;
 use keelson_storage::io::{GlommioDirectory, LogDirectory};
 use keelson_storage::mvcc::Store;
 use keelson_storage::schema;
-use keelson_storage::wal::{RecoveryReport, Replay, Wal, WalConfig, WalError};
+use keelson_storage::wal::{
+    Record, RecoveryReport, Replay, SnapshotMarker, Wal, WalConfig, WalError,
+};
 use parking_lot::Mutex;
 use std::future::Future;
 use std::path::PathBuf;
@@ -32,10 +34,11 @@ const ENTRY_BODY_FIXED_BYTES: usize = 1 + 8 + 8;
 
 /// Opens the B+tree and membership here, then runs the node on a new pinned executor thread.
 /// Returns once the node has elected itself and applied everything the log had committed.
-pub(crate) fn spawn(config: NodeConfig) -> Result<Arc<Shared>, NodeError> {
+pub(crate) fn spawn(config: NodeConfig, peers: Peers) -> Result<Arc<Shared>, NodeError> {
     spawn_with(
         config,
         |path| async move { GlommioDirectory::open(&path).await },
+        peers,
     )
 }
 
@@ -44,6 +47,7 @@ pub(crate) fn spawn(config: NodeConfig) -> Result<Arc<Shared>, NodeError> {
 pub(crate) fn spawn_with<D, F, Fut>(
     config: NodeConfig,
     open_dir: F,
+    peers: Peers,
 ) -> Result<Arc<Shared>, NodeError>
 where
     D: LogDirectory + 'static,
@@ -54,6 +58,10 @@ where
     if let Some(parent) = db_path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| NodeError::Storage(format!("create {}: {e}", parent.display())))?;
+    }
+    for leftover in super::snapshots::leftovers(&config.data_dir.join(schema::SNAP_DIR)) {
+        std::fs::remove_file(&leftover)
+            .map_err(|e| NodeError::Storage(format!("remove {}: {e}", leftover.display())))?;
     }
     let db = Database::open_file(&db_path)
         .map_err(|e| NodeError::Storage(format!("open {}: {e}", db_path.display())))?;
@@ -67,6 +75,11 @@ where
     let (setup_sender, setup) = flume::bounded::<Setup>(1);
     let (ready, started) = std::sync::mpsc::channel();
     let node_config = config.clone();
+    let Peers {
+        transport,
+        events: peer_events,
+        inbox: peer_inbox,
+    } = peers;
     let mut builder = LocalExecutorBuilder::new(placement).name("keelson-node");
     if !config.busy_poll.is_zero() {
         builder = builder.spin_before_park(config.busy_poll);
@@ -94,10 +107,12 @@ where
                 Err(e) => Err(e),
             };
             match restored {
-                Ok((core, wal)) => {
+                Ok((core, wal, marker)) => {
                     glommio::spawn_local(wal.clone().prepare_segments()).detach();
-                    let actor = Actor::new(config, core, wal, commands, shared, applied);
-                    actor.serve(ready).await;
+                    let actor = Actor::new(
+                        config, core, wal, commands, peer_inbox, transport, shared, applied,
+                    );
+                    actor.serve(ready, marker).await;
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -105,7 +120,7 @@ where
             }
         })
         .map_err(|e| NodeError::Thread(format!("start the node executor: {e}")))?;
-    let shared = match open_store(db, &config) {
+    let shared = match open_store(db, &config, peer_events) {
         Ok((shared, commands, membership)) => {
             let setup = Setup {
                 shared: shared.clone(),
@@ -153,18 +168,23 @@ struct Setup {
 fn open_store(
     db: Database,
     config: &NodeConfig,
+    peer_events: flume::Sender<PeerEvent>,
 ) -> Result<(Arc<Shared>, flume::Receiver<Command>, Membership), NodeError> {
     let store = Arc::new(Store::open(db).map_err(|e| NodeError::Storage(e.to_string()))?);
     let membership = super::members::load_or_bootstrap(&store, config)?;
     let (inbox, commands) = flume::bounded(config.inbox_requests_max.max(1));
     // Before the WAL replay, which brings the lessor up to date like any other apply.
     let min_ttl = min_ttl_seconds(config.election_ticks, config.tick_interval);
-    let lessor =
+    let mut lessor =
         Lessor::restore(&store, min_ttl, std::time::Instant::now()).map_err(NodeError::Storage)?;
+    // Only a leader expires leases; this member promotes its lessor when it becomes one.
+    lessor.demote();
     let store_rev = store.current_rev();
     let shared = Arc::new(Shared {
         inbox,
-        store,
+        peer_events,
+        data_dir: config.data_dir.clone(),
+        store: arc_swap::ArcSwap::new(store),
         status: Mutex::new(NodeStatus {
             member_id: membership.member_id,
             cluster_id: membership.cluster_id,
@@ -199,14 +219,14 @@ fn restore<D: LogDirectory>(
     (wal, report, replay): (Wal<D>, RecoveryReport, Replay),
     applied: u64,
     setup: Setup,
-) -> Result<(Core, Wal<D>), NodeError> {
+) -> Result<(Core, Wal<D>, Option<Record>), NodeError> {
     let Setup {
         shared, membership, ..
     } = setup;
     let entry_data_max = wal_config(config).record_body_max() - ENTRY_BODY_FIXED_BYTES;
     // The B+tree holds everything up to its consistent index; the WAL, opened from there,
     // the rest.
-    let store_applied = shared.store.view().consistent_index();
+    let store_applied = shared.store.load().view().consistent_index();
     if store_applied != applied {
         return Err(NodeError::Inconsistent(format!(
             "the store opened at applied index {store_applied}, the B+tree said {applied}"
@@ -218,13 +238,21 @@ fn restore<D: LogDirectory>(
             torn.file, torn.offset, torn.bytes_discarded
         );
     }
-    let marker = replay.snapshot.unwrap_or_default();
+    let mut marker = replay.snapshot.unwrap_or_default();
+    let mut unrecorded = None;
     let applied_term = if applied == 0 {
         0
     } else if let Some(e) = replay.entries.iter().find(|e| e.index == applied) {
         e.term
     } else if marker.index == applied {
         marker.term
+    } else if let Some((index, term)) = installed_snapshot(&shared)?
+        && index == applied
+    {
+        // A snapshot installed just before a crash, before its WAL marker was durable.
+        marker = SnapshotMarker { index, term };
+        unrecorded = Some(Record::Snapshot(marker));
+        term
     } else {
         return Err(NodeError::Inconsistent(format!(
             "the B+tree applied index {applied} is not in the WAL (last index {})",
@@ -251,7 +279,7 @@ fn restore<D: LogDirectory>(
     let entries: Vec<Entry> = replay
         .entries
         .into_iter()
-        .filter(|e| e.index > applied)
+        .filter(|e| e.index > applied && unrecorded.is_none())
         .map(|e| Entry {
             index: e.index,
             term: e.term,
@@ -282,6 +310,34 @@ fn restore<D: LogDirectory>(
         applied,
         marker_index: marker.index,
         clock: Box::new(SystemClock),
+        request_timeout_ticks: ticks_in(config.request_timeout, config.tick_interval),
+        election_timeout: config.tick_interval * config.election_ticks as u32,
+        attributes: Attributes {
+            name: config.name.clone(),
+            client_urls: config.client_urls.clone(),
+        },
+        data_dir: config.data_dir.clone(),
+        min_ttl: min_ttl_seconds(config.election_ticks, config.tick_interval),
     });
-    Ok((core, wal))
+    Ok((core, wal, unrecorded))
+}
+
+/// The index and term of the snapshot the store was installed from, if it was.
+fn installed_snapshot(shared: &Shared) -> Result<Option<(u64, u64)>, NodeError> {
+    let store = shared.store.load();
+    let view = store.view();
+    let bytes = view
+        .txn()
+        .get(schema::TREE_LOCAL, schema::LOCAL_SNAPSHOT_KEY)
+        .map_err(|e| NodeError::Storage(format!("read the installed snapshot: {e}")))?;
+    Ok(bytes.and_then(|b| {
+        let index = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+        let term = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+        Some((index, term))
+    }))
+}
+
+/// Whole ticks of `interval` in `duration`, at least one.
+fn ticks_in(duration: std::time::Duration, interval: std::time::Duration) -> u64 {
+    (duration.as_nanos() / interval.as_nanos().max(1)).max(1) as u64
 }

@@ -440,11 +440,15 @@ thread_local! {
 fn a_failed_wal_sync_poisons_the_node_and_acknowledges_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let shared = spawn::spawn_with(config(dir.path()), |_| async {
-        let wal = keelson_storage::io::MemoryDirectory::new();
-        MEMORY_WAL.with(|d| *d.borrow_mut() = Some(wal.clone()));
-        Ok(wal)
-    })
+    let shared = spawn::spawn_with(
+        config(dir.path()),
+        |_| async {
+            let wal = keelson_storage::io::MemoryDirectory::new();
+            MEMORY_WAL.with(|d| *d.borrow_mut() = Some(wal.clone()));
+            Ok(wal)
+        },
+        Peers::none(),
+    )
     .unwrap();
     let node = NodeHandle { shared };
     rt.block_on(node.propose(put("kept", "1"))).unwrap();

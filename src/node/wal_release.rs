@@ -50,6 +50,15 @@ impl WalRelease {
         durable > self.marker_index && self.unwritten.is_none() && self.in_flight.is_none()
     }
 
+    /// A snapshot at `index` was installed; its own marker rides on the install's append, and
+    /// no older marker may follow it.
+    pub fn installed(&mut self, index: u64) {
+        self.marker_index = self.marker_index.max(index);
+        if self.unwritten.is_some_and(|m| m.index <= index) {
+            self.unwritten = None;
+        }
+    }
+
     /// The marker record to add to the append of `Ready` number `number`, if one waits.
     pub fn ride_on(&mut self, number: u64) -> Option<Record> {
         let marker = self.unwritten.take()?;

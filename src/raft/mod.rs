@@ -36,6 +36,10 @@ pub struct RaftSettings {
 pub const MAX_SIZE_PER_MSG: u64 = 1 << 20;
 /// Appends in flight to one follower, as etcd's `maxInflightMsgs`.
 pub const MAX_INFLIGHT_MSGS: usize = 4096 / 8;
+/// Bytes of entries a leader holds proposed but not committed before it refuses more proposals
+/// (raft-rs's `max_uncommitted_size`): a leader cut off from its followers must not grow its
+/// log without bound. Several times the largest request, so one large request always fits.
+pub const UNCOMMITTED_ENTRY_BYTES_MAX: u64 = 256 << 20;
 
 /// The raft-rs configuration for `settings`, with etcd's choices: pre-vote and check-quorum on.
 pub fn config(settings: &RaftSettings) -> raft::Config {
@@ -48,6 +52,7 @@ pub fn config(settings: &RaftSettings) -> raft::Config {
         max_inflight_msgs: MAX_INFLIGHT_MSGS,
         check_quorum: true,
         pre_vote: true,
+        max_uncommitted_size: UNCOMMITTED_ENTRY_BYTES_MAX,
         ..raft::Config::default()
     }
 }

@@ -7,8 +7,9 @@
 //! on restart and with every `Ready`'s entries before handing them to the WAL (raft-rs's async
 //! persistence needs them readable here before `advance_append_async`).
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
+use std::cell::Cell;
 
 /// raft-rs's `Storage` over memory.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +21,12 @@ pub struct LogStore {
     compacted_term: u64,
     /// Entries `compacted_index + 1 ..= compacted_index + entries.len()`.
     entries: Vec<Entry>,
+    /// The snapshot the node prepared for followers whose entries are gone: metadata only; the
+    /// node streams the store's state at its index beside the message.
+    prepared: Option<SnapshotMetadata>,
+    /// The newest index raft-rs asked a snapshot for and did not get (0: none). raft-rs asks
+    /// through `&self`, so the request is kept in a cell for the node to see.
+    wanted: Cell<u64>,
 }
 
 impl LogStore {
@@ -32,7 +39,31 @@ impl LogStore {
             compacted_index: index,
             compacted_term: term,
             entries: Vec::new(),
+            prepared: None,
+            wanted: Cell::new(0),
         }
+    }
+
+    /// The index raft-rs wants a snapshot at or after, if no prepared one will do; cleared.
+    pub fn take_wanted_snapshot(&self) -> Option<u64> {
+        let wanted = self.wanted.replace(0);
+        (wanted != 0).then_some(wanted)
+    }
+
+    /// Offers followers a snapshot with `metadata` (the node keeps the matching store view).
+    pub fn prepare_snapshot(&mut self, metadata: SnapshotMetadata) {
+        self.prepared = Some(metadata);
+    }
+
+    /// The log after installing a snapshot: nothing held, the snapshot's index and term as the
+    /// compaction point, its configuration, and the commit index at least its index.
+    pub fn apply_snapshot(&mut self, metadata: &SnapshotMetadata) {
+        self.compacted_index = metadata.index;
+        self.compacted_term = metadata.term;
+        self.entries.clear();
+        self.conf_state = metadata.get_conf_state().clone();
+        self.hard_state.commit = self.hard_state.commit.max(metadata.index);
+        self.prepared = None;
     }
 
     /// Appends `entries`; an entry at an index already held replaces it and everything after it
@@ -163,9 +194,18 @@ impl raft::Storage for LogStore {
         Ok(LogStore::last_index(self))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // No peer needs a snapshot while the node is a single voter; the cluster work will send
-        // the B+tree here.
+    /// The prepared snapshot if it is recent enough; otherwise asks the node for one (raft-rs
+    /// asks again at the follower's next response).
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if let Some(metadata) = &self.prepared
+            && metadata.index >= request_index
+            && metadata.index >= self.compacted_index
+        {
+            let mut snapshot = Snapshot::default();
+            snapshot.set_metadata(metadata.clone());
+            return Ok(snapshot);
+        }
+        self.wanted.set(self.wanted.get().max(request_index.max(1)));
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))

@@ -92,6 +92,16 @@ pub struct Renewed {
     pub clear_checkpoint: bool,
 }
 
+/// Why a renewal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenewError {
+    /// The lease does not exist, or has expired and its revocation is on its way.
+    NotFound,
+    /// This member is not the leader: only the leader's lessor keeps expiries (etcd's
+    /// `ErrNotPrimary`); the caller forwards the renewal to the leader.
+    NotPrimary,
+}
+
 /// Every lease of the node. See the module comment.
 #[derive(Debug)]
 pub struct Lessor {
@@ -99,6 +109,9 @@ pub struct Lessor {
     /// The lease each attached key belongs to (etcd's `itemMap`).
     key_lease: HashMap<Vec<u8>, i64>,
     min_ttl: i64,
+    /// Whether this lessor keeps expiries (etcd's primary lessor: the leader's). A demoted
+    /// lessor tracks leases and their keys but never expires, renews or checkpoints one.
+    primary: bool,
 }
 
 impl Lessor {
@@ -108,7 +121,35 @@ impl Lessor {
             leases: HashMap::new(),
             key_lease: HashMap::new(),
             min_ttl: min_ttl.max(1),
+            primary: true,
         }
+    }
+
+    /// etcd's `Promote`: this member became the leader. Every lease expires `extend` (an
+    /// election timeout) plus its remaining TTL (the checkpointed one, or its whole TTL) from
+    /// `now`, so a leader change never revokes leases their holders kept alive with the old
+    /// leader.
+    pub fn promote(&mut self, now: Instant, extend: Duration) {
+        self.primary = true;
+        for lease in self.leases.values_mut() {
+            let remaining = if lease.remaining_ttl > 0 {
+                lease.remaining_ttl
+            } else {
+                lease.ttl
+            };
+            lease.expiry = now + extend + secs(remaining);
+            lease.revoke_proposed = None;
+            lease.schedule_checkpoint(now);
+        }
+    }
+
+    /// etcd's `Demote`: this member is no longer the leader; its leases stop expiring.
+    pub fn demote(&mut self) {
+        self.primary = false;
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.primary
     }
 
     /// The lessor of a store: its `lease` tree, with the live keys attached, expiries counted
@@ -194,15 +235,19 @@ impl Lessor {
     }
 
     /// etcd's Renew on the leader: restarts the lease's TTL from `now`. An unknown or already
-    /// expired lease (its revocation is on its way through the log) is not found.
-    pub fn renew(&mut self, id: i64, now: Instant) -> Option<Renewed> {
-        let lease = self.leases.get_mut(&id)?;
+    /// expired lease (its revocation is on its way through the log) is not found; a lessor that
+    /// is not the leader's renews nothing.
+    pub fn renew(&mut self, id: i64, now: Instant) -> Result<Renewed, RenewError> {
+        if !self.primary {
+            return Err(RenewError::NotPrimary);
+        }
+        let lease = self.leases.get_mut(&id).ok_or(RenewError::NotFound)?;
         if lease.expiry <= now {
-            return None;
+            return Err(RenewError::NotFound);
         }
         lease.expiry = now + secs(lease.ttl);
         lease.schedule_checkpoint(now);
-        Some(Renewed {
+        Ok(Renewed {
             ttl: lease.ttl,
             clear_checkpoint: lease.remaining_ttl > 0,
         })
@@ -230,6 +275,9 @@ impl Lessor {
     /// Expired leases whose revocation the node should propose now: not proposed yet, or
     /// proposed more than [`EXPIRED_RETRY`] ago. At most [`MAX_REVOKES_PER_CHECK`].
     pub fn expired(&mut self, now: Instant) -> Vec<i64> {
+        if !self.primary {
+            return Vec::new();
+        }
         let mut due: Vec<(Instant, i64)> = self
             .leases
             .iter()
@@ -254,6 +302,9 @@ impl Lessor {
     /// [`MAX_CHECKPOINT_BATCH`]; each lease is rescheduled.
     pub fn checkpoints_due(&mut self, now: Instant) -> Vec<LeaseCheckpoint> {
         let mut due = Vec::new();
+        if !self.primary {
+            return due;
+        }
         for (id, lease) in self.leases.iter_mut() {
             if due.len() == MAX_CHECKPOINT_BATCH {
                 break;

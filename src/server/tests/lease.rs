@@ -5,7 +5,7 @@ use super::{del_req, new_store, put_req};
 use crate::errors::EtcdError;
 use crate::server::apply::{Applied, LeaseLookup, apply};
 use crate::server::lessor::{
-    CHECKPOINT_INTERVAL, EXPIRED_RETRY, Lessor, MAX_LEASE_TTL, min_ttl_seconds,
+    CHECKPOINT_INTERVAL, EXPIRED_RETRY, Lessor, MAX_LEASE_TTL, RenewError, min_ttl_seconds,
 };
 use crate::server::{Error, WriteRequest, WriteResponse};
 use keelson_proto::etcdserverpb::{
@@ -192,8 +192,8 @@ fn expiry_renewal_and_retry() {
         "not revoked in time: handed out again"
     );
     // An expired lease cannot be renewed; an unknown one neither.
-    assert!(lessor.renew(1, at(20)).is_none());
-    assert!(lessor.renew(99, at(1)).is_none());
+    assert_eq!(lessor.renew(1, at(20)), Err(RenewError::NotFound));
+    assert_eq!(lessor.renew(99, at(1)), Err(RenewError::NotFound));
     assert_eq!(lessor.status(1, at(25)).unwrap().remaining, 0);
     run(&store, &mut lessor, revoke(1), at(25)).unwrap();
     assert!(lessor.status(1, at(25)).is_none());

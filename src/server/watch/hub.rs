@@ -300,6 +300,31 @@ impl WatchHub {
         }
     }
 
+    /// The store was replaced by a Raft snapshot at revision `rev`: every watcher catches up
+    /// from the new store at its next revision (etcd's `restore` moves every synced watcher to
+    /// the unsynced group). Events below `next_rev` were handed out already; the rest are in the
+    /// new store's history, or compacted away, which cancels the watcher as etcd does.
+    pub fn unsync_all(&self, rev: i64) {
+        let mut state = self.state.lock();
+        state.rev = state.rev.max(rev);
+        let HubState {
+            streams, to_wake, ..
+        } = &mut *state;
+        for s in streams.values_mut() {
+            let mut any = false;
+            for w in s.watchers.values_mut() {
+                any |= w.synced;
+                w.synced = false;
+            }
+            if any {
+                to_wake.push(s.wake.clone());
+            }
+        }
+        for wake in state.to_wake.drain(..) {
+            wake.notify_one();
+        }
+    }
+
     /// Wakes the streams that have events, from a task on the gRPC runtime rather than from the
     /// node thread. Woken from outside the runtime, every stream task would join the runtime's
     /// shared queue ahead of the replies to the very puts that made the events, and an ack would
