@@ -8,15 +8,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::ClusterState;
 use super::error::ConfigError;
-use super::flags::{FLAGS, Kind, NOT_FROM_ENV, env_var_name, spec};
-use super::go_syntax::{parse_go_bool, parse_go_duration, parse_go_int, parse_go_uint};
+use super::flags::{FLAGS, FlagSpec, Kind, NOT_FROM_ENV, RETIRED, env_var_name, spec};
+use super::go_syntax::{
+    parse_go_bool, parse_go_duration, parse_go_int, parse_go_uint, parse_go_uint32,
+};
 use super::urls::Url;
 use super::values::parse_core_list;
 
 /// A value as parsed from a flag or an environment variable.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Value {
     Str(String),
     Bool(bool),
@@ -24,34 +25,70 @@ pub(super) enum Value {
     Int(i64),
     Duration(Duration),
     Urls(Vec<Url>),
-    ClusterState(ClusterState),
+    Strings(Vec<String>),
     Cores(Vec<usize>),
 }
 
+impl Value {
+    /// Whether this is the value a flag has when nobody sets it: its table default, or the
+    /// zero of its kind where the table shows none.
+    fn is_default_of(&self, kind: Kind, default: &str) -> bool {
+        if let Ok(Some(d)) = parse_value(kind, default) {
+            return d == *self;
+        }
+        match self {
+            Value::Str(s) => s.is_empty(),
+            Value::Bool(b) => !b,
+            Value::Uint(n) => *n == 0,
+            Value::Int(n) => *n == 0,
+            Value::Duration(d) => d.is_zero(),
+            Value::Urls(v) => v.is_empty(),
+            Value::Strings(v) => v.is_empty(),
+            Value::Cores(v) => v.is_empty(),
+        }
+    }
+}
+
 /// Parses a flag value; the error is the reason etcd puts after `invalid value "...": `.
-pub(super) fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
+/// `None`: the flag counts as set but keeps the value it had (an empty URL list, a retired
+/// flag).
+pub(super) fn parse_value(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
     const PARSE_ERROR: &str = "parse error";
-    Ok(match kind {
+    let comma_list = || raw.split(',').map(str::to_string);
+    Ok(Some(match kind {
         Kind::Str => Value::Str(raw.to_string()),
         Kind::Bool => Value::Bool(parse_go_bool(raw).ok_or(PARSE_ERROR)?),
         Kind::Uint => Value::Uint(parse_go_uint(raw)?),
+        Kind::Uint32 => Value::Uint(parse_go_uint32(raw)?),
         Kind::Int => Value::Int(parse_go_int(raw)?),
         Kind::GoDuration => match parse_go_duration(raw) {
             Ok((false, d)) => Value::Duration(d),
             _ => return Err(PARSE_ERROR.to_string()),
         },
+        Kind::Urls if raw.is_empty() => return Ok(None),
         Kind::Urls => Value::Urls(Url::parse_list(raw)?),
-        Kind::ClusterState => Value::ClusterState(match raw {
-            "new" => ClusterState::New,
-            "existing" => ClusterState::Existing,
-            _ => return Err("invalid value".to_string()),
-        }),
+        Kind::UrlsOrAny if raw == "*" => Value::Strings(vec!["*".to_string()]),
+        Kind::UrlsOrAny => {
+            let mut urls: Vec<String> = Url::parse_list(raw)?.iter().map(Url::to_string).collect();
+            urls.dedup();
+            Value::Strings(urls)
+        }
+        Kind::UniqueStrings => {
+            let mut set: Vec<String> = comma_list().collect();
+            set.sort();
+            set.dedup();
+            Value::Strings(set)
+        }
+        Kind::Strings => Value::Strings(comma_list().collect()),
+        Kind::Choice(words) if words.contains(&raw) => Value::Str(raw.to_string()),
+        Kind::Choice(_) => return Err("invalid value".to_string()),
+        Kind::Retired => return Ok(None),
         Kind::CoreList => Value::Cores(parse_core_list(raw)?),
         Kind::Core => Value::Cores(vec![
             raw.parse::<usize>()
                 .map_err(|_| format!("invalid CPU number {raw:?}"))?,
         ]),
-    })
+    }))
 }
 
 /// Values gathered from the command line and the environment, before they become a [`Config`].
@@ -62,14 +99,70 @@ pub(super) struct Gathered {
     pub(super) set: Vec<&'static str>,
     pub(super) positional: Vec<String>,
     pub(super) help: bool,
+    /// One line for each flag that is accepted but ignored, in the order they were given.
+    pub(super) ignored: Vec<String>,
 }
 
 impl Gathered {
-    pub(super) fn put(&mut self, name: &'static str, value: Value) {
-        self.values.insert(name, value);
+    /// Records a flag's parsed value (`None`: set, value unchanged) and, for a flag Keelson
+    /// ignores, the warning to log.
+    fn put(&mut self, spec: &FlagSpec, value: Option<Value>) {
+        let name = spec.name;
+        let warning = match (&value, spec.kind, spec.ignored) {
+            (_, Kind::Retired, _) => Some(format!(
+                "flag \"-{name}\" is no longer supported - ignoring."
+            )),
+            (Some(v), _, Some(why)) if !v.is_default_of(spec.kind, spec.default) => {
+                Some(format!("ignoring --{name}: {why}"))
+            }
+            _ => None,
+        };
+        if let Some(warning) = warning.filter(|w| !self.ignored.contains(w)) {
+            self.ignored.push(warning);
+        }
+        if let Some(value) = value {
+            self.values.insert(name, value);
+        }
         if !self.set.contains(&name) {
             self.set.push(name);
         }
+    }
+
+    pub(super) fn value(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    pub(super) fn bool(&self, name: &str, default: bool) -> bool {
+        match self.values.get(name) {
+            Some(Value::Bool(b)) => *b,
+            _ => default,
+        }
+    }
+
+    pub(super) fn int(&self, name: &str, default: i64) -> i64 {
+        match self.values.get(name) {
+            Some(Value::Int(v)) => *v,
+            _ => default,
+        }
+    }
+
+    pub(super) fn duration(&self, name: &str, default: Duration) -> Duration {
+        match self.values.get(name) {
+            Some(Value::Duration(d)) => *d,
+            _ => default,
+        }
+    }
+
+    pub(super) fn strings(&self, name: &str, default: &[&str]) -> Vec<String> {
+        match self.values.get(name) {
+            Some(Value::Strings(v)) => v.clone(),
+            _ => default.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A string flag, `None` when empty: etcd's way of leaving a path or name unset.
+    pub(super) fn non_empty(&self, name: &str) -> Option<String> {
+        self.str(name).filter(|s| !s.is_empty()).map(str::to_string)
     }
 
     pub(super) fn is_set(&self, name: &str) -> bool {
@@ -134,6 +227,10 @@ pub(super) fn parse_args(args: Vec<String>, out: &mut Gathered) -> Result<(), Co
                 "flag provided but not defined: -{name}"
             )));
         };
+        if spec.kind == Kind::Retired {
+            out.put(&spec, None);
+            continue;
+        }
         if spec.kind == Kind::Bool {
             let value = match inline {
                 None => true,
@@ -143,7 +240,7 @@ pub(super) fn parse_args(args: Vec<String>, out: &mut Gathered) -> Result<(), Co
                     ))
                 })?,
             };
-            out.put(spec.name, Value::Bool(value));
+            out.put(&spec, Some(Value::Bool(value)));
             continue;
         }
         let raw = match inline.or_else(|| iter.next()) {
@@ -157,7 +254,7 @@ pub(super) fn parse_args(args: Vec<String>, out: &mut Gathered) -> Result<(), Co
         let value = parse_value(spec.kind, &raw).map_err(|reason| {
             ConfigError::usage(format!("invalid value {raw:?} for flag -{name}: {reason}"))
         })?;
-        out.put(spec.name, value);
+        out.put(&spec, value);
     }
     out.positional.extend(iter);
     Ok(())
@@ -179,7 +276,8 @@ pub(super) fn apply_env(
             )));
         }
     }
-    for spec in FLAGS {
+    let retired = RETIRED.iter().filter_map(|name| spec(name));
+    for spec in FLAGS.iter().copied().chain(retired) {
         if from_cli.contains(&spec.name) || NOT_FROM_ENV.contains(&spec.name) {
             continue;
         }
@@ -190,7 +288,7 @@ pub(super) fn apply_env(
         let value = parse_value(spec.kind, &raw).map_err(|reason| {
             ConfigError::verify(format_args!("invalid value {raw:?} for {key}: {reason}"))
         })?;
-        out.put(spec.name, value);
+        out.put(&spec, value);
     }
     Ok(())
 }

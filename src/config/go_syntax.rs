@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+/// The `flag` package's words for a number too large for its type.
+const OUT_OF_RANGE: &str = "value out of range";
+
 /// Go's `strconv.ParseBool`.
 pub(super) fn parse_go_bool(s: &str) -> Option<bool> {
     match s {
@@ -53,9 +56,21 @@ pub(super) fn parse_go_uint(s: &str) -> Result<u64, String> {
         }
     }
     if overflow {
-        return Err("value out of range".to_string());
+        return Err(OUT_OF_RANGE.to_string());
     }
     Ok(value)
+}
+
+/// Go's `strconv.ParseUint(s, 0, 32)` as etcd's `Uint32Value` reports it: `strconv`'s own
+/// error text, not the `flag` package's.
+pub(super) fn parse_go_uint32(s: &str) -> Result<u64, String> {
+    let reason = match parse_go_uint(s) {
+        Ok(v) if v <= u64::from(u32::MAX) => return Ok(v),
+        Ok(_) => OUT_OF_RANGE,
+        Err(e) if e == OUT_OF_RANGE => OUT_OF_RANGE,
+        Err(_) => "invalid syntax",
+    };
+    Err(format!("strconv.ParseUint: parsing {s:?}: {reason}"))
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)`, with the `flag` package's messages.
@@ -74,7 +89,7 @@ pub(super) fn parse_go_int(s: &str) -> Result<i64, String> {
         (1u64 << 63) - 1
     };
     if magnitude > limit {
-        return Err("value out of range".to_string());
+        return Err(OUT_OF_RANGE.to_string());
     }
     Ok(if negative {
         0i64.wrapping_sub_unsigned(magnitude)
@@ -151,6 +166,12 @@ pub(super) fn parse_go_duration(s: &str) -> Result<(bool, Duration), String> {
     Ok((negative, Duration::from_nanos(nanos)))
 }
 
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+pub(super) fn go_quote_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +211,20 @@ mod tests {
         assert_eq!(
             parse_go_duration("3000000h"),
             Err("time: invalid duration \"3000000h\"".to_string())
+        );
+    }
+
+    #[test]
+    fn go_uint32_keeps_strconv_messages() {
+        assert_eq!(parse_go_uint32("0x10"), Ok(16));
+        assert_eq!(parse_go_uint32("4294967295"), Ok(u64::from(u32::MAX)));
+        assert_eq!(
+            parse_go_uint32("abc"),
+            Err("strconv.ParseUint: parsing \"abc\": invalid syntax".to_string())
+        );
+        assert_eq!(
+            parse_go_uint32("5000000000"),
+            Err("strconv.ParseUint: parsing \"5000000000\": value out of range".to_string())
         );
     }
 

@@ -112,3 +112,151 @@ fn sizes_and_counts() {
         Some(QUOTA_BACKEND_BYTES_DEFAULT)
     );
 }
+
+#[test]
+fn ignored_flags_warn_once_and_only_when_set_away_from_their_default() {
+    let c = parse(&[
+        "--enable-v2",
+        "--proxy",
+        "on",
+        "--enable-v2=true",
+        "--max-snapshots=5",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.warnings,
+        vec![
+            "ignoring --enable-v2: Keelson serves only the v3 API".to_string(),
+            "ignoring --proxy: Keelson runs only as a cluster member, never as etcd's v2 proxy"
+                .to_string(),
+        ]
+    );
+    assert!(
+        parse(&["--enable-v2=false", "--proxy=off"])
+            .unwrap()
+            .warnings
+            .is_empty()
+    );
+    // etcd's retired flags take boolean syntax and any value.
+    let c = parse_env(&["--v=3", "-vv"], &[("ETCD_FORCE", "1")]).unwrap();
+    assert_eq!(
+        c.warnings,
+        vec![
+            "flag \"-v\" is no longer supported - ignoring.".to_string(),
+            "flag \"-vv\" is no longer supported - ignoring.".to_string(),
+            "flag \"-force\" is no longer supported - ignoring.".to_string(),
+        ]
+    );
+    assert_eq!(
+        err(&["--v", "3"]),
+        "error verifying flags, '3' is not a valid flag. See 'etcd --help'."
+    );
+}
+
+#[test]
+fn cluster_and_server_flags() {
+    let c = parse(&[
+        "--strict-reconfig-check=false",
+        "--pre-vote",
+        "--initial-election-tick-advance=false",
+        "--force-new-cluster",
+        "--max-concurrent-streams",
+        "100",
+        "--grpc-keepalive-interval",
+        "30s",
+        "--grpc-keepalive-timeout=5s",
+        "--experimental-initial-corrupt-check",
+        "--experimental-corrupt-check-time",
+        "1m",
+        "--experimental-compaction-batch-limit",
+        "500",
+        "--experimental-warning-apply-duration",
+        "250ms",
+        "--metrics",
+        "extensive",
+        "--enable-grpc-gateway=false",
+        "--host-whitelist",
+        "b.example,a.example,b.example",
+        "--cors",
+        "http://a.example:80",
+    ])
+    .unwrap();
+    assert!(!c.strict_reconfig_check && c.pre_vote && c.force_new_cluster);
+    assert!(!c.initial_election_tick_advance);
+    assert_eq!(c.max_concurrent_streams, 100);
+    assert_eq!(c.grpc_keepalive_interval, Duration::from_secs(30));
+    assert_eq!(c.grpc_keepalive_timeout, Duration::from_secs(5));
+    assert!(c.initial_corrupt_check);
+    assert_eq!(c.corrupt_check_interval, Duration::from_secs(60));
+    assert_eq!(c.compaction_batch_limit, 500);
+    assert_eq!(c.warning_apply_duration, Duration::from_millis(250));
+    assert_eq!(c.metrics, MetricsLevel::Extensive);
+    assert!(!c.enable_grpc_gateway);
+    assert_eq!(c.host_whitelist, vec!["a.example", "b.example"]);
+    assert_eq!(c.cors, vec!["http://a.example:80"]);
+    assert_eq!(parse(&["--cors", "*"]).unwrap().cors, vec!["*"]);
+    assert_eq!(
+        err(&["--max-concurrent-streams", "abc"]),
+        "invalid value \"abc\" for flag -max-concurrent-streams: strconv.ParseUint: parsing \"abc\": invalid syntax"
+    );
+    assert_eq!(
+        err(&["--proxy", "bad"]),
+        "invalid value \"bad\" for flag -proxy: invalid value"
+    );
+    assert_eq!(
+        err(&["--cors", "foo"]),
+        "invalid value \"foo\" for flag -cors: URL scheme must be http, https, unix, or unixs: foo"
+    );
+    // An empty URL list keeps the default, as etcd's UniqueURLs does.
+    let c = parse(&[
+        "--listen-client-urls=",
+        "--advertise-client-urls=http://127.0.0.1:2379",
+    ])
+    .unwrap();
+    assert_eq!(c.listen_client_urls, vec![url("http://localhost:2379")]);
+}
+
+#[test]
+fn bootstrap_methods_and_lease_checkpoints() {
+    let conflict = "error verifying flags, multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\". See 'etcd --help'.";
+    assert_eq!(
+        err(&[
+            "--discovery-srv",
+            "x.example",
+            "--initial-cluster",
+            "a=http://1.1.1.1:2380"
+        ]),
+        conflict
+    );
+    assert_eq!(
+        err(&[
+            "--discovery",
+            "http://d.example/t",
+            "--discovery-srv",
+            "x.example"
+        ]),
+        conflict
+    );
+    let c = parse(&[
+        "--discovery",
+        "http://d.example/t",
+        "--discovery-fallback",
+        "exit",
+    ])
+    .unwrap();
+    assert_eq!(c.discovery.url.as_deref(), Some("http://d.example/t"));
+    assert!(c.discovery.fallback_exit);
+    assert!(
+        c.initial_cluster.is_empty(),
+        "discovery replaces the default cluster"
+    );
+    assert_eq!(
+        err(&["--experimental-enable-lease-checkpoint-persist"]),
+        "error verifying flags, setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint. See 'etcd --help'."
+    );
+    parse(&[
+        "--experimental-enable-lease-checkpoint",
+        "--experimental-enable-lease-checkpoint-persist",
+    ])
+    .unwrap();
+}

@@ -5,12 +5,19 @@
 //! Owns: those checks and their messages, in etcd's order. Never: parses flag text.
 
 use super::error::ConfigError;
+use super::go_syntax::go_quote_list;
 use super::urls::{Scheme, Url, join_urls};
 use super::{ClusterState, Config, ELECTION_TIMEOUT_MS_MAX, ELECTION_TO_HEARTBEAT_MIN_RATIO};
 
 impl Config {
     /// The checks of etcd's `embed.Config.Validate`, in its order.
-    pub(super) fn validate(&self, compaction_mode: &str) -> Result<(), ConfigError> {
+    /// `has_initial_cluster`: `--initial-cluster` is in force (given, or the default when no
+    /// discovery method replaced it).
+    pub(super) fn validate(
+        &self,
+        compaction_mode: &str,
+        has_initial_cluster: bool,
+    ) -> Result<(), ConfigError> {
         for url in self
             .listen_peer_urls
             .iter()
@@ -32,6 +39,17 @@ impl Config {
                     join_urls(urls)
                 )));
             }
+        }
+        let bootstrap_methods = [
+            self.discovery.url.is_some(),
+            has_initial_cluster,
+            self.discovery.srv.is_some(),
+        ];
+        if bootstrap_methods.iter().filter(|set| **set).count() > 1 {
+            return Err(ConfigError::verify(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \
+                 \"discovery\" or \"discovery-srv\"",
+            ));
         }
         let heartbeat_ms = self.heartbeat_interval.as_millis();
         let election_ms = self.election_timeout.as_millis();
@@ -66,6 +84,12 @@ impl Config {
             return Err(ConfigError::verify(format_args!(
                 "unknown auto-compaction-mode {compaction_mode:?}"
             )));
+        }
+        if self.lease_checkpoint_persist && !self.lease_checkpoint {
+            return Err(ConfigError::verify(
+                "setting experimental-enable-lease-checkpoint-persist requires \
+                 experimental-enable-lease-checkpoint",
+            ));
         }
         Ok(())
     }
@@ -158,12 +182,6 @@ fn check_bind_url(url: &Url) -> Result<(), String> {
         return Err(format!("expected IP in URL for binding ({url})"));
     }
     Ok(())
-}
-
-/// Go's `%q` of a `[]string`: `["a" "b"]`.
-fn go_quote_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
-    format!("[{}]", quoted.join(" "))
 }
 
 #[cfg(test)]
