@@ -7,6 +7,8 @@ pub mod api;
 pub mod compactor;
 pub mod config;
 pub mod errors;
+pub mod log;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod server;

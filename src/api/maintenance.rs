@@ -125,7 +125,14 @@ impl Maintenance for MaintenanceService {
         let revision = request.into_inner().revision;
         let store = self.node.store().clone();
         // A scan of the whole key tree: off the gRPC workers, which serve everyone else.
-        let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+        let hashed = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let hashed = store.hash_kv(revision);
+            crate::metrics::mvcc()
+                .hash_rev_seconds
+                .observe(started.elapsed().as_secs_f64());
+            hashed
+        })
             .await
             .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
         let (hash, current, compact_revision) =

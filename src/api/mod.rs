@@ -44,6 +44,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::config::{Config, Url};
 use crate::errors::GRPC_OVERHEAD_BYTES;
+use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::node::NodeHandle;
 use crate::server::apply::Limits;
 
@@ -171,10 +172,15 @@ pub async fn serve(
             );
         tokio::spawn(server)
     });
+    let keepalive = |d: std::time::Duration| (!d.is_zero()).then_some(d);
     let served = Server::builder()
         // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version` and `/metrics`.
         .accept_http1(true)
+        .http2_keepalive_interval(keepalive(config.grpc_keepalive_interval))
+        .http2_keepalive_timeout(keepalive(config.grpc_keepalive_timeout))
+        .max_concurrent_streams(Some(config.max_concurrent_streams))
         .layer(HttpLayer::new(node, Endpoints::Client))
+        .layer(GrpcMetricsLayer)
         .add_service(SizeLimit::new(kv, receive_limit))
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))

@@ -29,7 +29,11 @@ impl Core {
                 return;
             }
             if let Some(ss) = rd.ss() {
-                self.shared.status.lock().leader = ss.leader_id;
+                let mut status = self.shared.status.lock();
+                if ss.leader_id != 0 && ss.leader_id != status.leader {
+                    crate::metrics::server().leader_changes_seen.inc();
+                }
+                status.leader = ss.leader_id;
             }
             let number = rd.number();
             self.out.messages.extend(rd.take_messages());

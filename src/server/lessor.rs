@@ -169,9 +169,12 @@ impl Lessor {
             WriteRequest::LeaseGrant(grant) => {
                 let ttl = self.granted_ttl(grant.ttl);
                 self.leases.insert(grant.id, Lease::new(ttl, now, ttl));
+                crate::metrics::lease().granted.inc();
+                crate::metrics::lease().ttl_seconds.observe(ttl as f64);
             }
             WriteRequest::LeaseRevoke(revoke) => {
                 if let Some(lease) = self.leases.remove(&revoke.id) {
+                    crate::metrics::lease().revoked.inc();
                     for key in lease.keys {
                         self.key_lease.remove(&key);
                     }
@@ -202,6 +205,7 @@ impl Lessor {
         }
         lease.expiry = now + secs(lease.ttl);
         lease.schedule_checkpoint(now);
+        crate::metrics::lease().renewed.inc();
         Some(Renewed {
             ttl: lease.ttl,
             clear_checkpoint: lease.remaining_ttl > 0,
@@ -244,6 +248,9 @@ impl Lessor {
         due.truncate(MAX_REVOKES_PER_CHECK);
         for (_, id) in &due {
             if let Some(lease) = self.leases.get_mut(id) {
+                if lease.revoke_proposed.is_none() {
+                    crate::metrics::lease().expired.inc();
+                }
                 lease.revoke_proposed = Some(now);
             }
         }
