@@ -97,6 +97,9 @@ pub fn listen_addr(url: &Url) -> Result<SocketAddr, ServeError> {
         .ok_or_else(|| ServeError::Url(format!("keelson: {url} resolves to no address")))
 }
 
+/// How long requests in flight at shutdown get to be answered before their connections close.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The bound client and metrics listeners, ready to serve.
 pub struct Listeners {
     incomings: Vec<TcpIncoming>,
@@ -173,7 +176,15 @@ pub async fn serve(
         tokio::spawn(server)
     });
     let keepalive = |d: std::time::Duration| (!d.is_zero()).then_some(d);
-    let served = Server::builder()
+    // Once `shutdown` fires, requests in flight get SHUTDOWN_GRACE to be answered; then the
+    // connections still open (watch and keep-alive streams, slow calls) are dropped, which
+    // fails their calls at the client instead of holding the exit for them.
+    let (signalled, stopping) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    };
+    let graceful = Server::builder()
         // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version` and `/metrics`.
         .accept_http1(true)
         .http2_keepalive_interval(keepalive(config.grpc_keepalive_interval))
@@ -189,12 +200,23 @@ pub async fn serve(
         .serve_with_incoming_shutdown(
             stream::select_all(listeners.incomings.into_iter().map(|i| i.boxed())),
             shutdown,
-        )
-        .await
-        .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")));
+        );
+    let served = tokio::select! {
+        served = graceful => served,
+        _ = async {
+            let _ = stopping.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    }
+    .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")));
     let _ = stop_metrics.send(());
     if let Some(metrics) = metrics {
-        match metrics.await {
+        // Its scrapes are short; a connection left open is not waited for.
+        let metrics = tokio::time::timeout(SHUTDOWN_GRACE, metrics);
+        let Ok(metrics) = metrics.await else {
+            return served;
+        };
+        match metrics {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 return Err(ServeError::Io(format!(
