@@ -77,7 +77,11 @@ const ETCD_FLAGS: &[(&str, &str, &[&str])] = &[
     ),
     ("cors", "http://app.example:8080", &[]),
     ("host-whitelist", "a.example,b.example", &[]),
-    ("auth-token", "jwt,pub-key=p.pem,priv-key=k.pem,sign-method=RS256", &[]),
+    (
+        "auth-token",
+        "jwt,pub-key=p.pem,priv-key=k.pem,sign-method=RS256",
+        &[],
+    ),
     ("bcrypt-cost", "12", &[]),
     ("auth-token-ttl", "600", &[]),
     ("enable-pprof", "true", &[]),
@@ -98,7 +102,11 @@ const ETCD_FLAGS: &[(&str, &str, &[&str])] = &[
     ("experimental-backend-bbolt-freelist-type", "map", &[]),
     ("experimental-enable-lease-checkpoint", "true", &[]),
     ("experimental-compaction-batch-limit", "500", &[]),
-    ("experimental-peer-skip-client-san-verification", "true", &[]),
+    (
+        "experimental-peer-skip-client-san-verification",
+        "true",
+        &[],
+    ),
     ("experimental-watch-progress-notify-interval", "5m", &[]),
     ("experimental-warning-apply-duration", "200ms", &[]),
     ("force-new-cluster", "true", &[]),
@@ -129,7 +137,10 @@ fn etcd_help_lists_the_flags_this_test_walks() {
         + &String::from_utf8_lossy(&output.stderr);
     let listed = help_flags(&help);
     let walked: Vec<&str> = ETCD_FLAGS.iter().map(|(name, _, _)| *name).collect();
-    assert_eq!(listed, walked, "etcd --help lists other flags than this test walks");
+    assert_eq!(
+        listed, walked,
+        "etcd --help lists other flags than this test walks"
+    );
 }
 
 #[test]
@@ -159,17 +170,10 @@ fn every_etcd_flag_is_accepted_with_a_value_of_its_type_and_as_a_variable() {
         // The variable alone (companions as variables too, so nothing is on the command line).
         let mut vars = vec![(env_var_name(name), value.to_string())];
         for companion in &companions {
-            let (flag, v) = companion
-                .trim_start_matches('-')
-                .split_once('=')
-                .unwrap();
+            let (flag, v) = companion.trim_start_matches('-').split_once('=').unwrap();
             vars.push((env_var_name(flag), v.to_string()));
         }
-        let lookup = |key: &str| {
-            vars.iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
+        let lookup = |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         if let Err(e) = Config::from_args_and_env(std::iter::empty(), lookup) {
             panic!("{vars:?} refused: {e}");
         }

@@ -18,14 +18,22 @@ fn timed_stop(server: &mut Server, signal: libc::c_int) -> Duration {
     let started = Instant::now();
     let status = server.signal_and_wait(signal);
     let took = started.elapsed();
-    assert!(status.success(), "exit status {status}; log:\n{}", server.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        server.log()
+    );
     took
 }
 
 #[test]
 fn idle_server_stops_fast_on_sigterm_and_sigint() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let mut server = Server::start(Kind::Keelson);
+        // A client stays connected, idle, as clients of an idle server do.
+        let endpoint = server.endpoint();
+        let _channel = runtime.block_on(common::connect(&endpoint)).unwrap();
         let took = timed_stop(&mut server, signal);
         assert!(took < EXIT_WITHIN, "signal {signal}: took {took:?}");
     }
@@ -57,9 +65,8 @@ fn open_watch_stream_ends_and_does_not_hold_the_exit() {
     });
     let took = timed_stop(&mut server, libc::SIGTERM);
     assert!(took < EXIT_WITHIN, "took {took:?} with a watch open");
-    let ended = runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(5), stream.message()).await
-    });
+    let ended = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), stream.message()).await });
     assert!(
         matches!(ended, Ok(Ok(None)) | Ok(Err(_))),
         "the watch stream must end, not hang: {ended:?}"

@@ -133,8 +133,8 @@ impl Maintenance for MaintenanceService {
                 .observe(started.elapsed().as_secs_f64());
             hashed
         })
-            .await
-            .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
+        .await
+        .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
         let (hash, current, compact_revision) =
             hashed.map_err(|e| server_status(server::Error::from_store(e)))?;
         let mut response = HashKvResponse {

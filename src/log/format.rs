@@ -165,9 +165,15 @@ mod tests {
             caller: "node/core.rs:42".into(),
             package: "raft".into(),
             fields: vec![
-                ("local-member-id".into(), FieldValue::Str("8e9e05c52164694d".into())),
+                (
+                    "local-member-id".into(),
+                    FieldValue::Str("8e9e05c52164694d".into()),
+                ),
                 ("term".into(), FieldValue::U64(2)),
-                ("peer-urls".into(), FieldValue::Json("[\"http://a:1\"]".into())),
+                (
+                    "peer-urls".into(),
+                    FieldValue::Json("[\"http://a:1\"]".into()),
+                ),
                 ("quoted".into(), FieldValue::Str("say \"hi\"".into())),
             ],
         }

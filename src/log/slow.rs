@@ -16,7 +16,8 @@ use crate::server::apply::{Applied, ApplyError};
 use crate::server::{WriteRequest, WriteResponse};
 
 /// The threshold in nanoseconds, set once at startup from the configuration.
-static THRESHOLD_NANOS: AtomicU64 = AtomicU64::new(WARNING_APPLY_DURATION_DEFAULT.as_nanos() as u64);
+static THRESHOLD_NANOS: AtomicU64 =
+    AtomicU64::new(WARNING_APPLY_DURATION_DEFAULT.as_nanos() as u64);
 
 /// Sets `--experimental-warning-apply-duration`.
 pub fn set_threshold(threshold: Duration) {
@@ -42,7 +43,10 @@ pub fn check_apply(
     }
     crate::metrics::server().slow_apply_total.inc();
     let (response, error) = match result {
-        Ok(applied) => (format!("size:{}", response_size(&applied.response)), String::new()),
+        Ok(applied) => (
+            format!("size:{}", response_size(&applied.response)),
+            String::new(),
+        ),
         Err(e) => (String::new(), e.to_string()),
     };
     tracing::warn!(
@@ -105,7 +109,10 @@ pub fn summary(id: u64, request: &WriteRequest) -> String {
         }
         WriteRequest::LeaseRevoke(r) => format!("lease_revoke:<id:{:016x}>", r.id),
         WriteRequest::LeaseCheckpoint(c) => {
-            format!("lease_checkpoint:<checkpoints_count:{} >", c.checkpoints.len())
+            format!(
+                "lease_checkpoint:<checkpoints_count:{} >",
+                c.checkpoints.len()
+            )
         }
         WriteRequest::Alarm(a) => format!("alarm:<action:{} alarm:{} >", a.action, a.alarm),
     };
@@ -158,7 +165,10 @@ mod tests {
         assert_eq!(go_duration(Duration::from_nanos(500)), "500ns");
         assert_eq!(go_duration(Duration::from_nanos(1_500)), "1.5µs");
         assert_eq!(go_duration(Duration::from_millis(100)), "100ms");
-        assert_eq!(go_duration(Duration::from_nanos(123_456_789)), "123.456789ms");
+        assert_eq!(
+            go_duration(Duration::from_nanos(123_456_789)),
+            "123.456789ms"
+        );
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_secs(120)), "2m0s");
         assert_eq!(go_duration(Duration::from_secs(7200)), "2h0m0s");

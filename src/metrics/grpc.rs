@@ -196,8 +196,9 @@ impl GrpcMetrics {
 }
 
 /// Prometheus's default buckets, which go-grpc-prometheus uses.
-const HANDLING_SECONDS_BUCKETS: [f64; 11] =
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const HANDLING_SECONDS_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The client API versions whose `etcd_server_client_requests_total` series are made at
 /// startup; any other version is counted as `unknown`.
@@ -271,7 +272,11 @@ fn lookup(path: &str) -> Option<&'static MethodCounters> {
 /// The gRPC status code of a `grpc-status` header value.
 fn code_index(value: Option<&http::HeaderValue>) -> Option<usize> {
     let code: usize = value?.to_str().ok()?.parse().ok()?;
-    Some(if code < CODES.len() { code } else { CODE_UNKNOWN })
+    Some(if code < CODES.len() {
+        code
+    } else {
+        CODE_UNKNOWN
+    })
 }
 
 /// The layer counting calls on the gRPC server.
@@ -425,7 +430,12 @@ impl FrameCounter {
             bytes = &bytes[take..];
             if self.header_len == 5 {
                 messages += 1;
-                let length = [self.header[1], self.header[2], self.header[3], self.header[4]];
+                let length = [
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ];
                 self.body_left = u64::from(u32::from_be_bytes(length));
                 self.header_len = 0;
             }

@@ -148,82 +148,350 @@ impl Metrics {
             }};
         }
         let server = ServerMetrics {
-            has_leader: reg!("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not", Gauge::default()),
-            is_leader: reg!("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise", Gauge::default()),
-            is_learner: reg!("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise", Gauge::default()),
-            leader_changes_seen: reg!("etcd_server_leader_changes_seen", "The number of leader changes seen", Counter::default()),
-            proposals_committed: reg!("etcd_server_proposals_committed_total", "The total number of consensus proposals committed", Gauge::default()),
-            proposals_applied: reg!("etcd_server_proposals_applied_total", "The total number of consensus proposals applied", Gauge::default()),
-            proposals_pending: reg!("etcd_server_proposals_pending", "The current number of pending proposals to commit", Gauge::default()),
-            proposals_failed: reg!("etcd_server_proposals_failed", "The total number of failed proposals seen", Counter::default()),
-            slow_apply_total: reg!("etcd_server_slow_apply", "The total number of slow apply requests (likely overloaded from slow disk)", Counter::default()),
-            slow_read_indexes: reg!("etcd_server_slow_read_indexes", "The total number of pending read indexes not in sync with leader's or timed out read index requests", Counter::default()),
-            read_indexes_failed: reg!("etcd_server_read_indexes_failed", "The total number of failed read indexes seen", Counter::default()),
-            heartbeat_send_failures: reg!("etcd_server_heartbeat_send_failures", "The total number of leader heartbeat send failures (likely overloaded from slow disk)", Counter::default()),
-            health_success: reg!("etcd_server_health_success", "The total number of successful health checks", Counter::default()),
-            health_failures: reg!("etcd_server_health_failures", "The total number of failed health checks", Counter::default()),
-            learner_promote_successes: reg!("etcd_server_learner_promote_successes", "The total number of successful learner promotions while this member is leader", Counter::default()),
-            snapshot_apply_in_progress: reg!("etcd_server_snapshot_apply_in_progress_total", "1 if the server is applying the incoming snapshot. 0 if none", Gauge::default()),
-            quota_backend_bytes: reg!("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes", Gauge::default()),
-            client_requests: reg!("etcd_server_client_requests", "The total number of client requests per client version", Family::default()),
-            id: reg!("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID", InfoGauge::default()),
-            version: reg!("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version", InfoGauge::default()),
-            go_version: reg!("etcd_server_go_version", "Which Go version server is running with. 1 for 'server_go_version' label with current version", InfoGauge::default()),
-            cluster_version: reg!("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", InfoGauge::default()),
+            has_leader: reg!(
+                "etcd_server_has_leader",
+                "Whether or not a leader exists. 1 is existence, 0 is not",
+                Gauge::default()
+            ),
+            is_leader: reg!(
+                "etcd_server_is_leader",
+                "Whether or not this member is a leader. 1 if is, 0 otherwise",
+                Gauge::default()
+            ),
+            is_learner: reg!(
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise",
+                Gauge::default()
+            ),
+            leader_changes_seen: reg!(
+                "etcd_server_leader_changes_seen",
+                "The number of leader changes seen",
+                Counter::default()
+            ),
+            proposals_committed: reg!(
+                "etcd_server_proposals_committed_total",
+                "The total number of consensus proposals committed",
+                Gauge::default()
+            ),
+            proposals_applied: reg!(
+                "etcd_server_proposals_applied_total",
+                "The total number of consensus proposals applied",
+                Gauge::default()
+            ),
+            proposals_pending: reg!(
+                "etcd_server_proposals_pending",
+                "The current number of pending proposals to commit",
+                Gauge::default()
+            ),
+            proposals_failed: reg!(
+                "etcd_server_proposals_failed",
+                "The total number of failed proposals seen",
+                Counter::default()
+            ),
+            slow_apply_total: reg!(
+                "etcd_server_slow_apply",
+                "The total number of slow apply requests (likely overloaded from slow disk)",
+                Counter::default()
+            ),
+            slow_read_indexes: reg!(
+                "etcd_server_slow_read_indexes",
+                "The total number of pending read indexes not in sync with leader's or timed out read index requests",
+                Counter::default()
+            ),
+            read_indexes_failed: reg!(
+                "etcd_server_read_indexes_failed",
+                "The total number of failed read indexes seen",
+                Counter::default()
+            ),
+            heartbeat_send_failures: reg!(
+                "etcd_server_heartbeat_send_failures",
+                "The total number of leader heartbeat send failures (likely overloaded from slow disk)",
+                Counter::default()
+            ),
+            health_success: reg!(
+                "etcd_server_health_success",
+                "The total number of successful health checks",
+                Counter::default()
+            ),
+            health_failures: reg!(
+                "etcd_server_health_failures",
+                "The total number of failed health checks",
+                Counter::default()
+            ),
+            learner_promote_successes: reg!(
+                "etcd_server_learner_promote_successes",
+                "The total number of successful learner promotions while this member is leader",
+                Counter::default()
+            ),
+            snapshot_apply_in_progress: reg!(
+                "etcd_server_snapshot_apply_in_progress_total",
+                "1 if the server is applying the incoming snapshot. 0 if none",
+                Gauge::default()
+            ),
+            quota_backend_bytes: reg!(
+                "etcd_server_quota_backend_bytes",
+                "Current backend storage quota size in bytes",
+                Gauge::default()
+            ),
+            client_requests: reg!(
+                "etcd_server_client_requests",
+                "The total number of client requests per client version",
+                Family::default()
+            ),
+            id: reg!(
+                "etcd_server_id",
+                "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID",
+                InfoGauge::default()
+            ),
+            version: reg!(
+                "etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current version",
+                InfoGauge::default()
+            ),
+            go_version: reg!(
+                "etcd_server_go_version",
+                "Which Go version server is running with. 1 for 'server_go_version' label with current version",
+                InfoGauge::default()
+            ),
+            cluster_version: reg!(
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                InfoGauge::default()
+            ),
         };
         let disk = DiskMetrics {
-            wal_fsync_seconds: reg!("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL", disk_seconds()),
-            wal_write_bytes: reg!("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL", Gauge::default()),
-            backend_commit_seconds: reg!("etcd_disk_backend_commit_duration_seconds", "The latency distributions of commit called by backend", disk_seconds()),
-            backend_defrag_seconds: reg!("etcd_disk_backend_defrag_duration_seconds", "The latency distribution of backend defragmentation", Histogram::new(exponential_buckets(0.1, 2.0, 13))),
-            backend_snapshot_seconds: reg!("etcd_disk_backend_snapshot_duration_seconds", "The latency distribution of backend snapshots", Histogram::new(exponential_buckets(0.01, 2.0, 17))),
-            defrag_inflight: reg!("etcd_disk_defrag_inflight", "Whether or not defrag is active on the member. 1 means active, 0 means not", Gauge::default()),
+            wal_fsync_seconds: reg!(
+                "etcd_disk_wal_fsync_duration_seconds",
+                "The latency distributions of fsync called by WAL",
+                disk_seconds()
+            ),
+            wal_write_bytes: reg!(
+                "etcd_disk_wal_write_bytes_total",
+                "Total number of bytes written in WAL",
+                Gauge::default()
+            ),
+            backend_commit_seconds: reg!(
+                "etcd_disk_backend_commit_duration_seconds",
+                "The latency distributions of commit called by backend",
+                disk_seconds()
+            ),
+            backend_defrag_seconds: reg!(
+                "etcd_disk_backend_defrag_duration_seconds",
+                "The latency distribution of backend defragmentation",
+                Histogram::new(exponential_buckets(0.1, 2.0, 13))
+            ),
+            backend_snapshot_seconds: reg!(
+                "etcd_disk_backend_snapshot_duration_seconds",
+                "The latency distribution of backend snapshots",
+                Histogram::new(exponential_buckets(0.01, 2.0, 17))
+            ),
+            defrag_inflight: reg!(
+                "etcd_disk_defrag_inflight",
+                "Whether or not defrag is active on the member. 1 means active, 0 means not",
+                Gauge::default()
+            ),
         };
         let mvcc = MvccMetrics {
-            put: reg!("etcd_mvcc_put", "Total number of puts seen by this member", Counter::default()),
-            delete: reg!("etcd_mvcc_delete", "Total number of deletes seen by this member", Counter::default()),
-            range: reg!("etcd_mvcc_range", "Total number of ranges seen by this member", Counter::default()),
-            txn: reg!("etcd_mvcc_txn", "Total number of txns seen by this member", Counter::default()),
-            hash_seconds: reg!("etcd_mvcc_hash_duration_seconds", "The latency distribution of storage hash operation", Histogram::new(exponential_buckets(0.01, 2.0, 15))),
-            hash_rev_seconds: reg!("etcd_mvcc_hash_rev_duration_seconds", "The latency distribution of storage hash by revision operation", Histogram::new(exponential_buckets(0.01, 2.0, 15))),
-            db_total_size: reg!("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes", Gauge::default()),
-            db_size_in_use: reg!("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes", Gauge::default()),
-            open_read_transactions: reg!("etcd_mvcc_db_open_read_transactions", "The number of currently open read transactions", Gauge::default()),
-            debugging_put: reg!("etcd_debugging_mvcc_put", "Total number of puts seen by this member", Counter::default()),
-            debugging_delete: reg!("etcd_debugging_mvcc_delete", "Total number of deletes seen by this member", Counter::default()),
-            debugging_range: reg!("etcd_debugging_mvcc_range", "Total number of ranges seen by this member", Counter::default()),
-            debugging_txn: reg!("etcd_debugging_mvcc_txn", "Total number of txns seen by this member", Counter::default()),
-            keys: reg!("etcd_debugging_mvcc_keys_total", "Total number of keys", Gauge::default()),
-            current_revision: reg!("etcd_debugging_mvcc_current_revision", "The current revision of store", Gauge::default()),
-            compact_revision: reg!("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store", Gauge::default()),
-            debugging_db_total_size: reg!("etcd_debugging_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes", Gauge::default()),
-            total_put_size: reg!("etcd_debugging_mvcc_total_put_size_in_bytes", "The total size of put kv pairs seen by this member", Gauge::default()),
-            events: reg!("etcd_debugging_mvcc_events", "Total number of events sent by this member", Counter::default()),
-            pending_events: reg!("etcd_debugging_mvcc_pending_events_total", "Total number of pending events to be sent", Gauge::default()),
-            watch_streams: reg!("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams", Gauge::default()),
-            watchers: reg!("etcd_debugging_mvcc_watcher_total", "Total number of watchers", Gauge::default()),
-            slow_watchers: reg!("etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers", Gauge::default()),
-            compaction_keys: reg!("etcd_debugging_mvcc_db_compaction_keys", "Total number of db keys compacted", Counter::default()),
-            compaction_pause_ms: reg!("etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds", "Bucketed histogram of db compaction pause duration", Histogram::new(exponential_buckets(1.0, 2.0, 13))),
-            compaction_total_ms: reg!("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds", "Bucketed histogram of db compaction total duration", Histogram::new(exponential_buckets(100.0, 2.0, 14))),
-            index_compaction_pause_ms: reg!("etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds", "Bucketed histogram of index compaction pause duration", Histogram::new(exponential_buckets(0.5, 2.0, 14))),
+            put: reg!(
+                "etcd_mvcc_put",
+                "Total number of puts seen by this member",
+                Counter::default()
+            ),
+            delete: reg!(
+                "etcd_mvcc_delete",
+                "Total number of deletes seen by this member",
+                Counter::default()
+            ),
+            range: reg!(
+                "etcd_mvcc_range",
+                "Total number of ranges seen by this member",
+                Counter::default()
+            ),
+            txn: reg!(
+                "etcd_mvcc_txn",
+                "Total number of txns seen by this member",
+                Counter::default()
+            ),
+            hash_seconds: reg!(
+                "etcd_mvcc_hash_duration_seconds",
+                "The latency distribution of storage hash operation",
+                Histogram::new(exponential_buckets(0.01, 2.0, 15))
+            ),
+            hash_rev_seconds: reg!(
+                "etcd_mvcc_hash_rev_duration_seconds",
+                "The latency distribution of storage hash by revision operation",
+                Histogram::new(exponential_buckets(0.01, 2.0, 15))
+            ),
+            db_total_size: reg!(
+                "etcd_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes",
+                Gauge::default()
+            ),
+            db_size_in_use: reg!(
+                "etcd_mvcc_db_total_size_in_use_in_bytes",
+                "Total size of the underlying database logically in use in bytes",
+                Gauge::default()
+            ),
+            open_read_transactions: reg!(
+                "etcd_mvcc_db_open_read_transactions",
+                "The number of currently open read transactions",
+                Gauge::default()
+            ),
+            debugging_put: reg!(
+                "etcd_debugging_mvcc_put",
+                "Total number of puts seen by this member",
+                Counter::default()
+            ),
+            debugging_delete: reg!(
+                "etcd_debugging_mvcc_delete",
+                "Total number of deletes seen by this member",
+                Counter::default()
+            ),
+            debugging_range: reg!(
+                "etcd_debugging_mvcc_range",
+                "Total number of ranges seen by this member",
+                Counter::default()
+            ),
+            debugging_txn: reg!(
+                "etcd_debugging_mvcc_txn",
+                "Total number of txns seen by this member",
+                Counter::default()
+            ),
+            keys: reg!(
+                "etcd_debugging_mvcc_keys_total",
+                "Total number of keys",
+                Gauge::default()
+            ),
+            current_revision: reg!(
+                "etcd_debugging_mvcc_current_revision",
+                "The current revision of store",
+                Gauge::default()
+            ),
+            compact_revision: reg!(
+                "etcd_debugging_mvcc_compact_revision",
+                "The revision of the last compaction in store",
+                Gauge::default()
+            ),
+            debugging_db_total_size: reg!(
+                "etcd_debugging_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes",
+                Gauge::default()
+            ),
+            total_put_size: reg!(
+                "etcd_debugging_mvcc_total_put_size_in_bytes",
+                "The total size of put kv pairs seen by this member",
+                Gauge::default()
+            ),
+            events: reg!(
+                "etcd_debugging_mvcc_events",
+                "Total number of events sent by this member",
+                Counter::default()
+            ),
+            pending_events: reg!(
+                "etcd_debugging_mvcc_pending_events_total",
+                "Total number of pending events to be sent",
+                Gauge::default()
+            ),
+            watch_streams: reg!(
+                "etcd_debugging_mvcc_watch_stream_total",
+                "Total number of watch streams",
+                Gauge::default()
+            ),
+            watchers: reg!(
+                "etcd_debugging_mvcc_watcher_total",
+                "Total number of watchers",
+                Gauge::default()
+            ),
+            slow_watchers: reg!(
+                "etcd_debugging_mvcc_slow_watcher_total",
+                "Total number of unsynced slow watchers",
+                Gauge::default()
+            ),
+            compaction_keys: reg!(
+                "etcd_debugging_mvcc_db_compaction_keys",
+                "Total number of db keys compacted",
+                Counter::default()
+            ),
+            compaction_pause_ms: reg!(
+                "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of db compaction pause duration",
+                Histogram::new(exponential_buckets(1.0, 2.0, 13))
+            ),
+            compaction_total_ms: reg!(
+                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                "Bucketed histogram of db compaction total duration",
+                Histogram::new(exponential_buckets(100.0, 2.0, 14))
+            ),
+            index_compaction_pause_ms: reg!(
+                "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of index compaction pause duration",
+                Histogram::new(exponential_buckets(0.5, 2.0, 14))
+            ),
         };
         let lease = LeaseMetrics {
-            granted: reg!("etcd_debugging_lease_granted", "The total number of granted leases", Counter::default()),
-            revoked: reg!("etcd_debugging_lease_revoked", "The total number of revoked leases", Counter::default()),
-            renewed: reg!("etcd_debugging_lease_renewed", "The number of renewed leases seen by the leader", Counter::default()),
-            ttl_seconds: reg!("etcd_debugging_lease_ttl_total", "Bucketed histogram of lease TTLs", Histogram::new(exponential_buckets(1.0, 2.0, 24))),
-            expired: reg!("etcd_debugging_server_lease_expired", "The total number of expired leases", Counter::default()),
+            granted: reg!(
+                "etcd_debugging_lease_granted",
+                "The total number of granted leases",
+                Counter::default()
+            ),
+            revoked: reg!(
+                "etcd_debugging_lease_revoked",
+                "The total number of revoked leases",
+                Counter::default()
+            ),
+            renewed: reg!(
+                "etcd_debugging_lease_renewed",
+                "The number of renewed leases seen by the leader",
+                Counter::default()
+            ),
+            ttl_seconds: reg!(
+                "etcd_debugging_lease_ttl_total",
+                "Bucketed histogram of lease TTLs",
+                Histogram::new(exponential_buckets(1.0, 2.0, 24))
+            ),
+            expired: reg!(
+                "etcd_debugging_server_lease_expired",
+                "The total number of expired leases",
+                Counter::default()
+            ),
         };
         let grpc = grpc::GrpcMetrics::register(&mut registry);
         let process = ProcessMetrics {
-            cpu_seconds: reg!("process_cpu_seconds", "Total user and system CPU time spent in seconds", FloatCounter::default()),
-            resident_memory_bytes: reg!("process_resident_memory_bytes", "Resident memory size in bytes", Gauge::default()),
-            virtual_memory_bytes: reg!("process_virtual_memory_bytes", "Virtual memory size in bytes", Gauge::default()),
-            virtual_memory_max_bytes: reg!("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes", Gauge::default()),
-            open_fds: reg!("process_open_fds", "Number of open file descriptors", Gauge::default()),
-            max_fds: reg!("process_max_fds", "Maximum number of open file descriptors", Gauge::default()),
-            start_time_seconds: reg!("process_start_time_seconds", "Start time of the process since unix epoch in seconds", FloatGauge::default()),
+            cpu_seconds: reg!(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                FloatCounter::default()
+            ),
+            resident_memory_bytes: reg!(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                Gauge::default()
+            ),
+            virtual_memory_bytes: reg!(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                Gauge::default()
+            ),
+            virtual_memory_max_bytes: reg!(
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes",
+                Gauge::default()
+            ),
+            open_fds: reg!(
+                "process_open_fds",
+                "Number of open file descriptors",
+                Gauge::default()
+            ),
+            max_fds: reg!(
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                Gauge::default()
+            ),
+            start_time_seconds: reg!(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                FloatGauge::default()
+            ),
         };
         Metrics {
             registry,
@@ -320,7 +588,6 @@ impl Drop for PendingProposal {
     }
 }
 
-
 /// What a scrape reads from the running server, beside the counters.
 #[derive(Clone, Debug, Default)]
 pub struct Scrape {
@@ -351,8 +618,9 @@ pub fn render(scrape: &Scrape) -> String {
     let m = get();
     let s = &m.server;
     s.has_leader.set(i64::from(scrape.leader != 0));
-    s.is_leader
-        .set(i64::from(scrape.leader != 0 && scrape.leader == scrape.member_id));
+    s.is_leader.set(i64::from(
+        scrape.leader != 0 && scrape.leader == scrape.member_id,
+    ));
     s.proposals_committed.set(as_gauge(scrape.raft_index));
     s.proposals_applied.set(as_gauge(scrape.raft_applied_index));
     let single = |family: &InfoGauge, label: &'static str, value: String| {
@@ -360,9 +628,21 @@ pub fn render(scrape: &Scrape) -> String {
         family.get_or_create(&vec![(label, value)]).set(1);
     };
     single(&s.id, "server_id", format!("{:x}", scrape.member_id));
-    single(&s.version, "server_version", scrape.server_version.to_string());
-    single(&s.go_version, "server_go_version", "none (Rust)".to_string());
-    single(&s.cluster_version, "cluster_version", scrape.cluster_version.to_string());
+    single(
+        &s.version,
+        "server_version",
+        scrape.server_version.to_string(),
+    );
+    single(
+        &s.go_version,
+        "server_go_version",
+        "none (Rust)".to_string(),
+    );
+    single(
+        &s.cluster_version,
+        "cluster_version",
+        scrape.cluster_version.to_string(),
+    );
     let mvcc = &m.mvcc;
     mvcc.db_total_size.set(as_gauge(scrape.db_size));
     mvcc.debugging_db_total_size.set(as_gauge(scrape.db_size));
@@ -380,8 +660,10 @@ pub fn render(scrape: &Scrape) -> String {
     if cpu_now > 0.0 {
         p.cpu_seconds.inc_by(cpu_now);
     }
-    p.resident_memory_bytes.set(as_gauge(stats.resident_memory_bytes));
-    p.virtual_memory_bytes.set(as_gauge(stats.virtual_memory_bytes));
+    p.resident_memory_bytes
+        .set(as_gauge(stats.resident_memory_bytes));
+    p.virtual_memory_bytes
+        .set(as_gauge(stats.virtual_memory_bytes));
     p.virtual_memory_max_bytes
         .set(stats.virtual_memory_max_bytes.map_or(-1, as_gauge));
     p.open_fds.set(as_gauge(stats.open_fds));
