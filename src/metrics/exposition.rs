@@ -53,7 +53,21 @@ pub fn to_prometheus_text(open_metrics: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    out
+    sorted_by_family(&out)
+}
+
+/// The family blocks (each from its `# HELP` line) in name order, as etcd's Go registry
+/// writes them.
+fn sorted_by_family(text: &str) -> String {
+    let mut blocks: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (at, _) in text.match_indices("# HELP ").filter(|(at, _)| *at > 0) {
+        blocks.push(&text[start..at]);
+        start = at;
+    }
+    blocks.push(&text[start..]);
+    blocks.sort_by_key(|block| block.split_whitespace().nth(2).unwrap_or(""));
+    blocks.concat()
 }
 
 #[cfg(test)]
@@ -77,12 +91,12 @@ mod tests {
             "# HELP etcd_mvcc_put_total Total number of puts seen by this member.\n\
              # TYPE etcd_mvcc_put_total counter\n\
              etcd_mvcc_put_total 3\n\
-             # HELP etcd_server_health_success The total number of successful health checks.\n\
-             # TYPE etcd_server_health_success counter\n\
-             etcd_server_health_success 2\n\
              # HELP etcd_server_has_leader Whether or not a leader exists.\n\
              # TYPE etcd_server_has_leader gauge\n\
-             etcd_server_has_leader 1\n"
+             etcd_server_has_leader 1\n\
+             # HELP etcd_server_health_success The total number of successful health checks.\n\
+             # TYPE etcd_server_health_success counter\n\
+             etcd_server_health_success 2\n"
         );
     }
 }
