@@ -10,9 +10,8 @@ use crate::raft::ids;
 use keelson_storage::mvcc::Store;
 use keelson_storage::schema;
 
-/// Key of the cluster id (u64 big-endian) in the `cluster` tree. etcd keeps the cluster id in
-/// its WAL metadata; Keelson's WAL has no metadata record, so the B+tree holds it.
-pub const CLUSTER_ID_KEY: &[u8] = b"clusterID";
+/// Key of the cluster id in the `cluster` tree (named in the schema module).
+pub const CLUSTER_ID_KEY: &[u8] = schema::KEY_CLUSTER_ID;
 
 /// The membership read back (or created) at start.
 #[derive(Clone, Debug)]

@@ -17,6 +17,9 @@ pub const TREE_META: &[u8] = b"meta";
 pub const TREE_LEASE: &[u8] = b"lease";
 pub const TREE_ALARM: &[u8] = b"alarm";
 pub const TREE_CLUSTER: &[u8] = b"cluster";
+/// Key of the cluster id (u64 big-endian) in [`TREE_CLUSTER`]. etcd keeps the cluster id in its
+/// WAL metadata; Keelson's WAL has no metadata record, so the B+tree holds it.
+pub const KEY_CLUSTER_ID: &[u8] = b"clusterID";
 pub const TREE_MEMBERS: &[u8] = b"members";
 pub const TREE_MEMBERS_REMOVED: &[u8] = b"members_removed";
 pub const TREE_AUTH: &[u8] = b"auth";
