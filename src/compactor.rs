@@ -194,13 +194,14 @@ pub async fn run(policy: AutoCompaction, clock: impl Clock, target: impl Target)
     }
 }
 
+/// etcd's v3compactor lines: `completed auto periodic compaction` (an already compacted
+/// revision counts as done, as in etcd) or `failed auto ... compaction`.
 fn report(mode: &str, rev: i64, outcome: &Result<(), EtcdError>) {
     match outcome {
-        Ok(()) => eprintln!("keelson: auto {mode} compaction to revision {rev} done"),
-        Err(EtcdError::Compacted) => {
-            eprintln!("keelson: auto {mode} compaction to revision {rev}: already compacted")
+        Ok(()) | Err(EtcdError::Compacted) => {
+            tracing::info!(revision = rev, "completed auto {mode} compaction")
         }
-        Err(e) => eprintln!("keelson: auto {mode} compaction to revision {rev} failed: {e:?}"),
+        Err(e) => tracing::warn!(revision = rev, error = ?e, "failed auto {mode} compaction"),
     }
 }
 

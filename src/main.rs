@@ -40,17 +40,24 @@ fn main() -> ExitCode {
         println!("etcd API Version: {ETCD_API_VERSION}");
         return ExitCode::SUCCESS;
     }
+    // etcd sets up its logger while checking the flags: an output it cannot open is a flag
+    // error.
+    if let Err(e) = keelson::log::init(&config) {
+        eprintln!("error verifying flags, {e}. See 'etcd --help'.");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    keelson::log::config_warnings(&config);
     let config = match with_absolute_dirs(config) {
         Ok(config) => config,
         Err(message) => {
-            eprintln!("{message}");
+            tracing::error!("{message}");
             return ExitCode::from(EXIT_FAILURE);
         }
     };
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("{message}");
+            tracing::error!("{message}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -78,6 +85,25 @@ fn run(config: &Config) -> Result<(), String> {
     if !db.exists() {
         config.verify_bootstrap().map_err(|e| e.to_string())?;
     }
+    keelson::metrics::configure(config.metrics);
+    keelson::metrics::grpc::initialize();
+    keelson::log::slow::set_threshold(config.warning_apply_duration);
+    keelson::metrics::server()
+        .quota_backend_bytes
+        .set(i64::try_from(config.quota_backend_bytes.unwrap_or(0)).unwrap_or(i64::MAX));
+    tracing::info!(
+        keelson_version = env!("CARGO_PKG_VERSION"),
+        etcd_api_version = ETCD_API_VERSION,
+        name = %config.name,
+        data_dir = %config.data_dir,
+        wal_dir = %config.wal_dir.as_deref().unwrap_or(""),
+        initial_cluster = ?urls_of(&config.initial_advertise_peer_urls),
+        listen_client_urls = ?urls_of(&config.listen_client_urls),
+        advertise_client_urls = ?urls_of(&config.advertise_client_urls),
+        listen_metrics_urls = ?urls_of(&config.listen_metrics_urls),
+        quota_size_bytes = config.quota_backend_bytes.unwrap_or(0),
+        "starting an etcd server"
+    );
     let node_config = NodeConfig::from_config(config);
     let grpc_cores = threads::grpc_cores(&config.grpc_cores, node_config.node_core);
     let runtime = threads::grpc_runtime(&grpc_cores, config.busy_poll)
@@ -90,17 +116,27 @@ fn run(config: &Config) -> Result<(), String> {
     let transport = keelson::peer::PeerTransport::new(runtime.handle().clone(), events.0.clone());
     let node = node::start_with_peers(node_config, node::Peers::new(Box::new(transport), events))
         .map_err(|e| format!("keelson: starting the node: {e}"))?;
-    eprintln!(
-        "keelson: member {} ({:x}) serving clients on {}",
-        config.name,
-        node.status().member_id,
-        config
-            .listen_client_urls
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
+    let status = node.status();
+    tracing::info!(
+        local_member_id = %format_args!("{:x}", status.member_id),
+        cluster_id = %format_args!("{:x}", status.cluster_id),
+        "starting local member"
     );
+    tracing::info!(
+        local_member_id = %format_args!("{:x}", status.member_id),
+        initial_advertise_peer_urls = ?urls_of(&config.initial_advertise_peer_urls),
+        listen_peer_urls = ?urls_of(&config.listen_peer_urls),
+        advertise_client_urls = ?urls_of(&config.advertise_client_urls),
+        listen_client_urls = ?urls_of(&config.listen_client_urls),
+        listen_metrics_urls = ?urls_of(&config.listen_metrics_urls),
+        "now serving peer/client/metrics"
+    );
+    for url in &config.listen_client_urls {
+        tracing::info!(
+            address = %format_args!("{}:{}", url.host, url.port),
+            "serving client traffic insecurely; this is strongly discouraged!"
+        );
+    }
     // Ends with the runtime: it only proposes, so dropping it mid-compaction loses nothing.
     runtime.spawn(compactor::run(
         config.auto_compaction,
@@ -113,10 +149,27 @@ fn run(config: &Config) -> Result<(), String> {
         listeners,
         shutdown_signal(),
     ));
+    tracing::info!(
+        name = %config.name,
+        data_dir = %config.data_dir,
+        advertise_client_urls = ?urls_of(&config.advertise_client_urls),
+        "closing etcd server"
+    );
     // Stop serving first, then the node: nothing is acknowledged after the node stopped.
-    drop(runtime);
+    // Connections still open (idle clients, watch streams) are not waited for: the serve loop
+    // has ended, so nothing they send is answered any more.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
     node.stop();
+    tracing::info!(name = %config.name, data_dir = %config.data_dir, "closed etcd server");
     served.map_err(|e| e.to_string())
+}
+
+/// How long the gRPC threads get to finish their tasks once serving stopped.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// URLs as a list of their texts, for a log field.
+fn urls_of(urls: &[keelson::config::Url]) -> Vec<String> {
+    urls.iter().map(ToString::to_string).collect()
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -126,11 +179,12 @@ async fn shutdown_signal() {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        eprintln!("keelson: cannot install signal handlers; stop with SIGKILL");
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => eprintln!("keelson: SIGTERM, shutting down"),
-        _ = int.recv() => eprintln!("keelson: SIGINT, shutting down"),
-    }
+    let signal = tokio::select! {
+        _ = term.recv() => "terminated",
+        _ = int.recv() => "interrupt",
+    };
+    tracing::info!(signal, "received signal; shutting down");
 }

@@ -4,16 +4,13 @@
 //! liveness probes use them; etcdctl does not.
 //!
 //! Statuses, bodies and content types are etcd 3.4.23's (tests/http_endpoints.rs compares them
-//! side by side). `/metrics` carries the server-level gauges and counters that probes and
-//! dashboards read (leader, versions, database size, proposals, health checks), not etcd's
-//! whole Go and gRPC metric set.
+//! side by side). `/metrics` is etcd's metric set, from `crate::metrics`.
 //!
 //! This module only answers these paths: every other request on a client URL goes to the gRPC
 //! services untouched.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +21,7 @@ use tonic::codegen::{Service, http};
 use tower_layer::Layer;
 
 use crate::api::maintenance::ETCD_API_VERSION;
+use crate::metrics::Scrape;
 use crate::node::NodeHandle;
 use crate::server::alarm;
 
@@ -34,10 +32,6 @@ const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Health checks answered since start, for `/metrics` (etcd's two counters).
-static HEALTH_SUCCESS: AtomicU64 = AtomicU64::new(0);
-static HEALTH_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Which endpoints a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,15 +196,16 @@ struct HealthQuery {
 
 impl HealthQuery {
     fn parse(query: Option<&str>) -> HealthQuery {
+        // Go's `url.Query()`: percent-decoded, `+` as a space.
         let mut parsed = HealthQuery::default();
-        for pair in query.unwrap_or("").split('&') {
-            match pair.split_once('=') {
-                Some(("exclude", name)) => {
-                    if let Some(alarm) = AlarmType::from_str_name(name) {
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "exclude" => {
+                    if let Some(alarm) = AlarmType::from_str_name(&value) {
                         parsed.exclude.push(alarm);
                     }
                 }
-                Some(("serializable", value)) => parsed.serializable = value == "true",
+                "serializable" => parsed.serializable = value == "true",
                 _ => {}
             }
         }
@@ -244,14 +239,14 @@ async fn healthy(node: &NodeHandle, query: &HealthQuery) -> bool {
 
 async fn health(node: &NodeHandle, query: Option<&str>) -> http::Response<Body> {
     if healthy(node, &HealthQuery::parse(query)).await {
-        HEALTH_SUCCESS.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::server().health_success.inc();
         respond(
             http::StatusCode::OK,
             TEXT_PLAIN,
             r#"{"health":"true"}"#.to_string(),
         )
     } else {
-        HEALTH_FAILURES.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::server().health_failures.inc();
         error(
             http::StatusCode::SERVICE_UNAVAILABLE,
             r#"{"health":"false"}"#,
@@ -269,91 +264,32 @@ fn version() -> http::Response<Body> {
 
 fn metrics(node: &NodeHandle) -> http::Response<Body> {
     let status = node.status();
-    let mut text = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, labels: &str, value: u64| {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}\n"
-        ));
+    let store = node.store();
+    let watch = node.watch_hub().stats();
+    let scrape = Scrape {
+        member_id: status.member_id,
+        leader: status.leader,
+        raft_index: status.raft_index,
+        raft_applied_index: status.raft_applied_index,
+        db_size: status.db_size,
+        db_size_in_use: status.db_size_in_use,
+        keys: store.key_count() as u64,
+        current_revision: store.current_rev(),
+        compact_revision: store.view().compact_rev(),
+        watch_streams: watch.streams,
+        watchers: watch.watchers,
+        slow_watchers: watch.unsynced,
+        pending_events: watch.pending_events,
+        server_version: ETCD_API_VERSION,
+        cluster_version: ETCD_CLUSTER_VERSION
+            .rsplit_once('.')
+            .map_or(ETCD_CLUSTER_VERSION, |(minor, _)| minor),
     };
-    let cluster_minor = ETCD_CLUSTER_VERSION.rsplit_once('.').map_or("", |(v, _)| v);
-    metric(
-        "etcd_cluster_version",
-        "gauge",
-        "Which version is running. 1 for 'cluster_version' label with current cluster version",
-        &format!("{{cluster_version=\"{cluster_minor}\"}}"),
-        1,
-    );
-    metric(
-        "etcd_mvcc_db_total_size_in_bytes",
-        "gauge",
-        "Total size of the underlying database physically allocated in bytes.",
-        "",
-        status.db_size,
-    );
-    metric(
-        "etcd_mvcc_db_total_size_in_use_in_bytes",
-        "gauge",
-        "Total size of the underlying database logically in use in bytes.",
-        "",
-        status.db_size_in_use,
-    );
-    metric(
-        "etcd_server_has_leader",
-        "gauge",
-        "Whether or not a leader exists. 1 is existence, 0 is not.",
-        "",
-        u64::from(status.leader != 0),
-    );
-    metric(
-        "etcd_server_health_failures",
-        "counter",
-        "The total number of failed health checks",
-        "",
-        HEALTH_FAILURES.load(Ordering::Relaxed),
-    );
-    metric(
-        "etcd_server_health_success",
-        "counter",
-        "The total number of successful health checks",
-        "",
-        HEALTH_SUCCESS.load(Ordering::Relaxed),
-    );
-    metric(
-        "etcd_server_id",
-        "gauge",
-        "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
-        &format!("{{server_id=\"{:x}\"}}", status.member_id),
-        1,
-    );
-    metric(
-        "etcd_server_is_leader",
-        "gauge",
-        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-        "",
-        u64::from(status.leader != 0 && status.leader == status.member_id),
-    );
-    metric(
-        "etcd_server_proposals_applied_total",
-        "gauge",
-        "The total number of consensus proposals applied.",
-        "",
-        status.raft_applied_index,
-    );
-    metric(
-        "etcd_server_proposals_committed_total",
-        "gauge",
-        "The total number of consensus proposals committed.",
-        "",
-        status.raft_index,
-    );
-    metric(
-        "etcd_server_version",
-        "gauge",
-        "Which version is running. 1 for 'server_version' label with current version.",
-        &format!("{{server_version=\"{ETCD_API_VERSION}\"}}"),
-        1,
-    );
-    respond(http::StatusCode::OK, PROMETHEUS_TEXT, text)
+    respond(
+        http::StatusCode::OK,
+        PROMETHEUS_TEXT,
+        crate::metrics::render(&scrape),
+    )
 }
 
 #[cfg(test)]
@@ -394,5 +330,12 @@ mod tests {
             }
         );
         assert!(!HealthQuery::parse(Some("serializable=1")).serializable);
+        assert_eq!(
+            HealthQuery::parse(Some("ex%63lude=NO%53PACE&serializable=%74rue")),
+            HealthQuery {
+                exclude: vec![AlarmType::Nospace],
+                serializable: true,
+            }
+        );
     }
 }

@@ -59,9 +59,16 @@ pub async fn hash_kv(node: &NodeHandle, request: HashKvRequest) -> Result<HashKv
     let revision = request.revision;
     let store = node.store();
     // A scan of the whole key tree: off the gRPC workers, which serve everyone else.
-    let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))
-        .await
-        .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
+    let hashed = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let hashed = store.hash_kv(revision);
+        crate::metrics::mvcc()
+            .hash_rev_seconds
+            .observe(started.elapsed().as_secs_f64());
+        hashed
+    })
+    .await
+    .map_err(|e| Status::internal(format!("keelson: computing HashKV: {e}")))?;
     let (hash, current, compact_revision) =
         hashed.map_err(|e| server_status(server::Error::from_store(e)))?;
     let mut response = HashKvResponse {

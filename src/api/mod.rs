@@ -44,6 +44,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::config::{Config, Url};
 use crate::errors::GRPC_OVERHEAD_BYTES;
+use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::node::NodeHandle;
 use crate::server::apply::Limits;
 
@@ -95,6 +96,9 @@ pub fn listen_addr(url: &Url) -> Result<SocketAddr, ServeError> {
         .copied()
         .ok_or_else(|| ServeError::Url(format!("keelson: {url} resolves to no address")))
 }
+
+/// How long requests in flight at shutdown get to be answered before their connections close.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The bound client, metrics and peer listeners, ready to serve.
 pub struct Listeners {
@@ -194,10 +198,23 @@ pub async fn serve(
                 },
             ),
     );
-    let served = Server::builder()
+    let keepalive = |d: std::time::Duration| (!d.is_zero()).then_some(d);
+    // Once `shutdown` fires, requests in flight get SHUTDOWN_GRACE to be answered; then the
+    // connections still open (watch and keep-alive streams, slow calls) are dropped, which
+    // fails their calls at the client instead of holding the exit for them.
+    let (signalled, stopping) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    };
+    let graceful = Server::builder()
         // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version` and `/metrics`.
         .accept_http1(true)
+        .http2_keepalive_interval(keepalive(config.grpc_keepalive_interval))
+        .http2_keepalive_timeout(keepalive(config.grpc_keepalive_timeout))
+        .max_concurrent_streams(Some(config.max_concurrent_streams))
         .layer(HttpLayer::new(node, Endpoints::Client))
+        .layer(GrpcMetricsLayer)
         .add_service(SizeLimit::new(kv, receive_limit))
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))
@@ -206,12 +223,22 @@ pub async fn serve(
         .serve_with_incoming_shutdown(
             stream::select_all(listeners.incomings.into_iter().map(|i| i.boxed())),
             shutdown,
-        )
-        .await
-        .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")));
+        );
+    let served = tokio::select! {
+        served = graceful => served,
+        _ = async {
+            let _ = stopping.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    }
+    .map_err(|e| ServeError::Io(format!("keelson: serving the client API: {e}")));
     let _ = stop_metrics.send(());
     let _ = stop_peers.send(());
-    match peers.await {
+    // Members keep their streams open: not waited for past the grace.
+    match tokio::time::timeout(SHUTDOWN_GRACE, peers)
+        .await
+        .unwrap_or(Ok(Ok(())))
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             return Err(ServeError::Io(format!(
@@ -225,7 +252,12 @@ pub async fn serve(
         }
     }
     if let Some(metrics) = metrics {
-        match metrics.await {
+        // Its scrapes are short; a connection left open is not waited for.
+        let metrics = tokio::time::timeout(SHUTDOWN_GRACE, metrics);
+        let Ok(metrics) = metrics.await else {
+            return served;
+        };
+        match metrics {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 return Err(ServeError::Io(format!(

@@ -55,7 +55,7 @@ impl Quota {
         };
         // As etcd: the request fails with NoSpace whether or not raising the alarm worked.
         if let Err(e) = self.node.propose(WriteRequest::Alarm(raise)).await {
-            eprintln!("keelson: raising the NOSPACE alarm failed: {e}");
+            tracing::warn!(error = %e, "failed to raise the NOSPACE alarm");
         }
         Err(EtcdError::NoSpace)
     }

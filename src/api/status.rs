@@ -25,7 +25,7 @@ pub fn server_status(error: server::Error) -> tonic::Status {
     match error {
         server::Error::Etcd(error) => etcd_status(error),
         server::Error::Fatal(cause) => {
-            eprintln!("keelson: serving a read failed: {cause}");
+            tracing::error!(error = %cause, "failed to serve a read");
             tonic::Status::internal(INTERNAL_MESSAGE)
         }
     }

@@ -37,7 +37,7 @@ pub fn grpc_runtime(cores: &[usize], busy_poll: Duration) -> io::Result<tokio::r
         .on_thread_start(move || {
             if let Err(e) = pin_current_thread(&cores) {
                 // Pinning is a performance measure: a thread that stays unpinned still serves.
-                eprintln!("keelson: pinning a gRPC thread to cores {cores:?} failed: {e}");
+                tracing::warn!(cores = ?cores, error = %e, "failed to pin a gRPC thread");
             }
         })
         .build()

@@ -256,7 +256,17 @@ impl<D: LogDirectory + 'static> Actor<D> {
     /// learn when it is durable.
     fn persist(&mut self, number: u64, records: Vec<Record>) {
         let wal = self.wal.clone();
-        let mut write: Persist = async move { (number, wal.append(&records).await) }.boxed_local();
+        let mut write: Persist = async move {
+            // etcd's fsync histogram; here the append's time to durable, which is its group
+            // commit's write and fdatasync.
+            let started = std::time::Instant::now();
+            let appended = wal.append(&records).await;
+            crate::metrics::disk()
+                .wal_fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            (number, appended)
+        }
+        .boxed_local();
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         // The first poll enqueues the records; the real waker is registered when the loop polls
@@ -275,7 +285,7 @@ impl<D: LogDirectory + 'static> Actor<D> {
         let wal = self.wal.clone();
         glommio::spawn_local(async move {
             if let Err(e) = wal.release(index).await {
-                eprintln!("keelson node: releasing WAL segments failed: {e}");
+                tracing::warn!(error = %e, "failed to release WAL segments");
             }
             releasing.set(false);
         })

@@ -76,7 +76,10 @@ impl Core {
                     return self.fail(&format!("entry {} in the log: {why}", entry.index));
                 }
             };
-            match apply::apply(&mut write, &request, &*lessor) {
+            let apply_started = std::time::Instant::now();
+            let result = apply::apply(&mut write, &request, &*lessor);
+            crate::log::slow::check_apply(apply_started, id, &request, &result);
+            match result {
                 Ok(applied) => {
                     lessor.applied(&request, &applied.changes, now);
                     changes.extend(applied.changes);

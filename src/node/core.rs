@@ -391,6 +391,9 @@ impl Core {
         if self.leader != 0 {
             self.reads.on_leader_changed();
         }
+        if leader != 0 {
+            crate::metrics::server().leader_changes_seen.inc();
+        }
         self.leader = leader;
         self.leader_changed_tick = self.ticks_seen;
         self.shared.status.lock().leader = leader;

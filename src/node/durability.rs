@@ -23,7 +23,12 @@ pub struct Syncer {
 /// commit published before it durable, and the view read was published by one of them.
 pub(crate) fn sync_once(store: &Store, shared: &Shared, durable_index: &AtomicU64) -> bool {
     let index = store.view().consistent_index();
-    match store.database().sync() {
+    let started = std::time::Instant::now();
+    let synced = store.database().sync();
+    crate::metrics::disk()
+        .backend_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match synced {
         Ok(_) => {
             durable_index.fetch_max(index, Ordering::AcqRel);
             true

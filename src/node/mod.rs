@@ -203,7 +203,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn poison(&self, why: &str) {
         if !self.poisoned.swap(true, Ordering::AcqRel) {
-            eprintln!("keelson node: poisoned, refusing writes: {why}");
+            tracing::error!(reason = why, "storage failed; refusing writes");
         }
     }
 
@@ -245,13 +245,24 @@ impl NodeHandle {
         if self.shared.is_poisoned() {
             return Err(EtcdError::Stopped);
         }
+        // Counted down when this call ends, even if its caller drops it.
+        let _pending = crate::metrics::PendingProposal::start();
         let (reply, answer) = answer::channel();
-        self.shared
+        let sent = self
+            .shared
             .inbox
             .send_async(Command::Propose { request, reply })
-            .await
-            .map_err(|_| EtcdError::Stopped)?;
-        answer.await.map_err(|_| EtcdError::Stopped)?
+            .await;
+        let answered = match sent {
+            Ok(()) => answer.await.map_err(|_| EtcdError::Stopped).and_then(|r| r),
+            Err(_) => Err(EtcdError::Stopped),
+        };
+        // etcd counts proposals that never got an answer from the state machine: stopped,
+        // timed out, dropped; an etcd error of the request itself is an answer.
+        if matches!(answered, Err(EtcdError::Stopped)) {
+            crate::metrics::server().proposals_failed.inc();
+        }
+        answered
     }
 
     /// Hands what a member sent to the node; waits while the node is behind (back-pressure on

@@ -233,9 +233,11 @@ fn restore<D: LogDirectory>(
         )));
     }
     if let Some(torn) = &report.torn_tail {
-        eprintln!(
-            "keelson node: WAL tail torn in {} at offset {}: {} bytes discarded",
-            torn.file, torn.offset, torn.bytes_discarded
+        tracing::warn!(
+            file = %torn.file,
+            offset = torn.offset,
+            discarded_bytes = torn.bytes_discarded,
+            "WAL tail torn; discarded the partial record"
         );
     }
     let mut marker = replay.snapshot.unwrap_or_default();
@@ -289,7 +291,7 @@ fn restore<D: LogDirectory>(
         .collect();
     log.append(&entries);
     let logger = match config.raft_log_level {
-        Some(level) => core::stderr_logger(level),
+        Some(level) => core::tracing_logger(level),
         None => core::discard_logger(),
     };
     let settings = core::RaftSettings {

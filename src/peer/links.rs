@@ -59,6 +59,14 @@ enum Class {
 }
 
 impl Class {
+    /// The name etcd's logs give the matching rafthttp stream.
+    fn name(self) -> &'static str {
+        match self {
+            Class::Append => "stream MsgApp v2",
+            Class::Priority => "stream Message",
+        }
+    }
+
     fn of(message: &Message) -> Class {
         match message.get_msg_type() {
             MessageType::MsgAppend => Class::Append,
@@ -187,7 +195,12 @@ impl Transport for PeerTransport {
             let index = message.get_snapshot().get_metadata().index;
             let sent = super::snapshot::send(route, urls, message, view).await;
             if let Err(why) = &sent {
-                eprintln!("keelson peer: sending snapshot {index} to {to:x} failed: {why}");
+                tracing::warn!(
+                    remote_peer_id = %format_args!("{to:x}"),
+                    snapshot_index = index,
+                    error = %why,
+                    "failed to send database snapshot"
+                );
             }
             // Blocking: the node must hear the outcome, or raft-rs waits on it for good.
             let _ = events
@@ -252,9 +265,11 @@ async fn run(
             Ok(channel) => channel,
             Err(why) => {
                 if was_up {
-                    eprintln!(
-                        "keelson peer: lost {class:?} link to {:x}: {why}; retrying",
-                        route.to
+                    tracing::warn!(
+                        stream_type = class.name(),
+                        remote_peer_id = %format_args!("{:x}", route.to),
+                        error = %why,
+                        "peer became inactive (message send to peer failed)"
                     );
                     was_up = false;
                 }
@@ -274,7 +289,11 @@ async fn run(
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let mut call = Box::pin(async move { client.messages(request).await });
         if !was_up {
-            eprintln!("keelson peer: {class:?} link to {:x} is up", route.to);
+            tracing::info!(
+                stream_type = class.name(),
+                remote_peer_id = %format_args!("{:x}", route.to),
+                "peer became active"
+            );
         }
         backoff = RECONNECT_BACKOFF_MIN;
         let ended = loop {
@@ -302,9 +321,11 @@ async fn run(
             }
             Err(status) => status.message().to_string(),
         };
-        eprintln!(
-            "keelson peer: lost {class:?} link to {:x}: {why}; retrying",
-            route.to
+        tracing::warn!(
+            stream_type = class.name(),
+            remote_peer_id = %format_args!("{:x}", route.to),
+            error = %why,
+            "lost TCP streaming connection with remote peer"
         );
         was_up = false;
         let _ = events.try_send(PeerEvent::Unreachable(route.to));

@@ -71,27 +71,61 @@ pub fn discard_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
-/// A logger that writes raft-rs's messages at `min` and above to stderr, one line each.
-pub fn stderr_logger(min: slog::Level) -> slog::Logger {
-    slog::Logger::root(StderrDrain { min }.fuse(), slog::o!())
+/// A logger that hands raft-rs's messages at `min` and above to the process's logger
+/// (`crate::log`), as events of the `raft` package with raft-rs's own source location.
+pub fn tracing_logger(min: slog::Level) -> slog::Logger {
+    slog::Logger::root(TracingDrain { min }.fuse(), slog::o!())
 }
 
-struct StderrDrain {
+struct TracingDrain {
     min: slog::Level,
 }
 
-impl Drain for StderrDrain {
+impl Drain for TracingDrain {
     type Ok = ();
-    type Err = std::io::Error;
+    type Err = slog::Never;
 
     fn log(
         &self,
         record: &slog::Record<'_>,
-        _values: &slog::OwnedKVList,
-    ) -> Result<(), std::io::Error> {
-        if record.level().is_at_least(self.min) {
-            eprintln!("raft {}: {}", record.level().as_short_str(), record.msg());
+        values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
+        use slog::KV;
+        if !record.level().is_at_least(self.min) {
+            return Ok(());
         }
+        // raft-rs's messages are short and rare (elections, configuration): formatting them
+        // here costs nothing that matters.
+        let mut pairs = Pairs(Vec::new());
+        let _ = record.kv().serialize(record, &mut pairs);
+        let _ = values.serialize(record, &mut pairs);
+        let msg = if pairs.0.is_empty() {
+            record.msg().to_string()
+        } else {
+            format!("{}; {}", record.msg(), pairs.0.join(", "))
+        };
+        let file = record.file().rsplit('/').next().unwrap_or_default();
+        let caller = format!("raft/{file}:{}", record.line());
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", caller = %caller, "{msg}")
+            }
+            slog::Level::Warning => tracing::warn!(target: "raft", caller = %caller, "{msg}"),
+            slog::Level::Info => tracing::info!(target: "raft", caller = %caller, "{msg}"),
+            slog::Level::Debug | slog::Level::Trace => {
+                tracing::debug!(target: "raft", caller = %caller, "{msg}")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// slog's key-value pairs as `key: value` texts.
+struct Pairs(Vec<String>);
+
+impl slog::Serializer for Pairs {
+    fn emit_arguments(&mut self, key: slog::Key, value: &std::fmt::Arguments<'_>) -> slog::Result {
+        self.0.push(format!("{key}: {value}"));
         Ok(())
     }
 }

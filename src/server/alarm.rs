@@ -107,17 +107,21 @@ pub fn apply_alarm(
             let txn = write.txn();
             if txn.get(TREE_ALARM, &key).map_err(fatal)?.is_none() {
                 txn.put(TREE_ALARM, &key, &[]).map_err(fatal)?;
-                eprintln!(
-                    "keelson: alarm {} raised by member {:x}",
-                    alarm.as_str_name(),
-                    member.member_id
+                tracing::warn!(
+                    alarm = alarm.as_str_name(),
+                    from = %format_args!("{:x}", member.member_id),
+                    "alarm raised"
                 );
             }
             vec![member]
         }
         Ok(AlarmAction::Deactivate) => {
             if write.txn().delete(TREE_ALARM, &key).map_err(fatal)? {
-                eprintln!("keelson: alarm {} disarmed", alarm.as_str_name());
+                tracing::warn!(
+                    alarm = alarm.as_str_name(),
+                    from = %format_args!("{:x}", member.member_id),
+                    "alarm disarmed"
+                );
                 vec![member]
             } else {
                 Vec::new()

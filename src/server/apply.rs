@@ -167,6 +167,7 @@ fn current(
 
 /// Writes one put whose checks passed. Its header revision is the request's main revision.
 fn put_op(write: &mut StoreWrite<'_>, put: &PutRequest) -> Result<PutResponse, Error> {
+    crate::metrics::count_put(put.key.len() + put.value.len());
     let previous = if put.ignore_value || put.ignore_lease || put.prev_kv {
         current(write, &put.key)?
     } else {
@@ -205,6 +206,7 @@ fn delete_op(
     delete: &DeleteRangeRequest,
     changed_before: bool,
 ) -> Result<DeleteRangeResponse, Error> {
+    crate::metrics::count_delete();
     let range = KeyRange::from_request(&delete.key, &delete.range_end);
     let prev_kvs = if delete.prev_kv {
         let result = write
@@ -234,6 +236,7 @@ fn apply_txn(
     txn: &TxnRequest,
     leases: &dyn LeaseLookup,
 ) -> Result<TxnResponse, Error> {
+    crate::metrics::count_txn();
     let path = Path::evaluate(write, txn)?;
     let mut deletes = Vec::new();
     check_puts(write, txn, &path, leases, &mut deletes)?;

@@ -210,9 +210,12 @@ impl Lessor {
             WriteRequest::LeaseGrant(grant) => {
                 let ttl = self.granted_ttl(grant.ttl);
                 self.leases.insert(grant.id, Lease::new(ttl, now, ttl));
+                crate::metrics::lease().granted.inc();
+                crate::metrics::lease().ttl_seconds.observe(ttl as f64);
             }
             WriteRequest::LeaseRevoke(revoke) => {
                 if let Some(lease) = self.leases.remove(&revoke.id) {
+                    crate::metrics::lease().revoked.inc();
                     for key in lease.keys {
                         self.key_lease.remove(&key);
                     }
@@ -247,6 +250,7 @@ impl Lessor {
         }
         lease.expiry = now + secs(lease.ttl);
         lease.schedule_checkpoint(now);
+        crate::metrics::lease().renewed.inc();
         Ok(Renewed {
             ttl: lease.ttl,
             clear_checkpoint: lease.remaining_ttl > 0,
@@ -292,6 +296,9 @@ impl Lessor {
         due.truncate(MAX_REVOKES_PER_CHECK);
         for (_, id) in &due {
             if let Some(lease) = self.leases.get_mut(id) {
+                if lease.revoke_proposed.is_none() {
+                    crate::metrics::lease().expired.inc();
+                }
                 lease.revoke_proposed = Some(now);
             }
         }

@@ -21,6 +21,7 @@ use keelson_storage::mvcc::{KeyRange, RangeOptions, Store, StoreWrite, View, sto
 /// fixed revision then necessarily asked for a revision below the compaction, so it gets
 /// `Compacted`.
 pub fn range(store: &Store, view: &View, request: &RangeRequest) -> Result<RangeResponse, Error> {
+    crate::metrics::count_range();
     validate_range(request)?;
     let plan = Plan::new(request);
     match store.range(view, plan.key_range(request), plan.options) {
@@ -47,6 +48,7 @@ pub fn range_in_write(
     write: &StoreWrite<'_>,
     request: &RangeRequest,
 ) -> Result<RangeResponse, Error> {
+    crate::metrics::count_range();
     let plan = Plan::new(request);
     let result = write
         .range(plan.key_range(request), plan.options)

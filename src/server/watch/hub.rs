@@ -113,6 +113,17 @@ impl std::fmt::Debug for WatchHub {
     }
 }
 
+/// Counts over every stream, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub streams: u64,
+    pub watchers: u64,
+    /// Watchers catching up from the store (etcd's slow watchers).
+    pub unsynced: u64,
+    /// Deliveries queued and not yet taken by their stream.
+    pub pending_events: u64,
+}
+
 /// A registered stream: its id in the hub and what wakes its task.
 #[derive(Clone, Debug)]
 pub struct StreamHandle {
@@ -160,6 +171,21 @@ impl WatchHub {
     /// Forgets a stream and all its watchers.
     pub fn close_stream(&self, stream: u64) {
         self.state.lock().streams.remove(&stream);
+    }
+
+    /// The counts `/metrics` reports (etcd's `etcd_debugging_mvcc_watch*` gauges).
+    pub fn stats(&self) -> HubStats {
+        let state = self.state.lock();
+        let mut stats = HubStats {
+            streams: state.streams.len() as u64,
+            ..HubStats::default()
+        };
+        for s in state.streams.values() {
+            stats.watchers += s.watchers.len() as u64;
+            stats.unsynced += s.watchers.values().filter(|w| !w.synced).count() as u64;
+            stats.pending_events += s.queue.len() as u64;
+        }
+        stats
     }
 
     /// Watchers registered across all streams (for tests and status); ids kept only for a
@@ -249,6 +275,7 @@ impl WatchHub {
         state.rev = state.rev.max(rev);
         let mut shared = Shared::new(changes);
         let mut wanted: Vec<u32> = Vec::with_capacity(changes.len());
+        let mut events_queued = 0u64;
         let HubState {
             streams, to_wake, ..
         } = &mut *state;
@@ -278,6 +305,7 @@ impl WatchHub {
                     continue;
                 }
                 w.queued += 1;
+                events_queued += wanted.len() as u64;
                 w.next_rev = w.next_rev.max(rev + 1);
                 s.queue.push_back(Delivery {
                     watch_id: *id,
@@ -290,6 +318,7 @@ impl WatchHub {
                 to_wake.push(s.wake.clone());
             }
         }
+        crate::metrics::mvcc().events.inc_by(events_queued);
         match &state.dispatcher {
             Some(dispatcher) => dispatcher.notify_one(),
             None => {

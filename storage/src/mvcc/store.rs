@@ -504,6 +504,11 @@ impl Store {
         self.start_compaction(rev)
     }
 
+    /// Keys in the in-memory index (etcd's `etcd_debugging_mvcc_keys_total`).
+    pub fn key_count(&self) -> usize {
+        self.index.read().key_count()
+    }
+
     /// The newest revision committed by the writer.
     pub fn current_rev(&self) -> i64 {
         self.view.read().rev
