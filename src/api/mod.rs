@@ -10,12 +10,14 @@
 //! - [`quota`]: the space quota checked before proposing a write (raises NOSPACE).
 //! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
 //! - [`size_limit`]: grpc-go's receive limit; [`threads`]: the pinned gRPC runtime.
+//! - [`authority`]: accepts any HTTP/2 `:authority` from clients, as etcd does.
 //! - [`http`]: etcd's `/health`, `/version` and `/metrics` over HTTP/1.1, on the client URLs and
 //!   on `--listen-metrics-urls`.
 //!
 //! This module must never touch the store except through the node, and never answer a client
 //! before the node has applied what it asked for.
 
+pub mod authority;
 pub mod cluster;
 pub mod header;
 pub mod http;
@@ -47,6 +49,7 @@ use crate::errors::GRPC_OVERHEAD_BYTES;
 use crate::node::NodeHandle;
 use crate::server::apply::Limits;
 
+use self::authority::AuthorityFix;
 use self::cluster::ClusterService;
 use self::http::{Endpoints, HttpLayer};
 use self::kv::KvService;
@@ -181,7 +184,12 @@ pub async fn serve(
         .add_service(SizeLimit::new(lease, receive_limit))
         .add_service(SizeLimit::new(watch, receive_limit))
         .serve_with_incoming_shutdown(
-            stream::select_all(listeners.incomings.into_iter().map(|i| i.boxed())),
+            stream::select_all(
+                listeners
+                    .incomings
+                    .into_iter()
+                    .map(|i| i.map(|accepted| accepted.map(AuthorityFix::new)).boxed()),
+            ),
             shutdown,
         )
         .await

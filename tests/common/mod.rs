@@ -270,12 +270,14 @@ impl Server {
         self.signal_and_wait(libc::SIGKILL);
     }
 
-    /// etcdctl against this server: exit success, stdout and stderr.
-    ///
-    /// The endpoint is given without a scheme: with `http://`, etcdctl's per-endpoint commands
-    /// (`endpoint status`, `endpoint health`) send that whole URL as the HTTP/2 `:authority`,
-    /// which grpc-go's server tolerates and Keelson's (hyper/h2) rejects with PROTOCOL_ERROR.
+    /// etcdctl against this server, its endpoint given as a URL (`http://127.0.0.1:PORT`, the
+    /// form clientv3 sends as the HTTP/2 `:authority`): exit success, stdout and stderr.
     pub fn etcdctl(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
+        etcdctl(&self.endpoint(), args, stdin)
+    }
+
+    /// etcdctl against this server with the endpoint as `127.0.0.1:PORT`.
+    pub fn etcdctl_host_port(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
         etcdctl(&format!("127.0.0.1:{}", self.client_port), args, stdin)
     }
 
