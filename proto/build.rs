@@ -7,7 +7,13 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["etcd/kv.proto", "etcd/auth.proto", "etcd/rpc.proto"];
+const PROTOS: &[&str] = &[
+    "etcd/kv.proto",
+    "etcd/auth.proto",
+    "etcd/rpc.proto",
+    "etcd/v3lock.proto",
+    "etcd/v3election.proto",
+];
 const INCLUDE_DIR: &str = "proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

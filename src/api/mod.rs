@@ -4,6 +4,8 @@
 //! - [`maintenance`], [`cluster`]: Status, Alarm, HashKV and MemberList; other calls
 //!   UNIMPLEMENTED.
 //! - [`lease`]: grant and revoke through the node, keep-alive and reads from its lessor.
+//! - [`lock`], [`election`]: etcd's Lock and Election services over [`local`], the in-process
+//!   client of the KV, Lease and Watch code.
 //! - [`watch`]: the Watch stream over the node's watch hub; [`watch_wire`]: its codec and route.
 //! - Auth is not served yet: tonic answers UNIMPLEMENTED for every call of a
 //!   service that is not registered, which is exactly what they must answer for now.
@@ -19,10 +21,13 @@
 
 pub mod authority;
 pub mod cluster;
+pub mod election;
 pub mod header;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod local;
+pub mod lock;
 pub mod maintenance;
 pub mod quota;
 pub mod size_limit;
@@ -34,12 +39,15 @@ pub mod watch_wire;
 use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 use keelson_proto::etcdserverpb::cluster_server::ClusterServer;
 use keelson_proto::etcdserverpb::kv_server::KvServer;
 use keelson_proto::etcdserverpb::lease_server::LeaseServer;
 use keelson_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use keelson_proto::v3electionpb::election_server::ElectionServer;
+use keelson_proto::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -51,9 +59,12 @@ use crate::server::apply::Limits;
 
 use self::authority::AuthorityFix;
 use self::cluster::ClusterService;
+use self::election::ElectionService;
 use self::http::{Endpoints, HttpLayer};
 use self::kv::KvService;
 use self::lease::LeaseService;
+use self::local::LocalClient;
+use self::lock::LockService;
 use self::maintenance::MaintenanceService;
 use self::size_limit::SizeLimit;
 use self::watch::WatchService;
@@ -143,8 +154,8 @@ pub async fn serve(
     // grpc-go's message.
     let tonic_limit = usize::try_from(receive_limit).unwrap_or(usize::MAX);
     let quota = quota::Quota::new(node.clone(), config.quota_backend_bytes);
-    let kv = KvServer::new(KvService::new(node.clone(), limits, quota.clone()))
-        .max_decoding_message_size(tonic_limit);
+    let kv_service = Arc::new(KvService::new(node.clone(), limits, quota.clone()));
+    let kv = KvServer::from_arc(kv_service.clone()).max_decoding_message_size(tonic_limit);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
         .max_decoding_message_size(tonic_limit);
     let watch = WatchServer::new(
@@ -155,8 +166,13 @@ pub async fn serve(
         ),
         tonic_limit,
     );
-    let lease = LeaseServer::new(LeaseService::new(node.clone(), quota.clone()))
-        .max_decoding_message_size(tonic_limit);
+    let lease_service = Arc::new(LeaseService::new(node.clone(), quota.clone()));
+    let lease = LeaseServer::from_arc(lease_service.clone()).max_decoding_message_size(tonic_limit);
+    let local = LocalClient::new(node.clone(), kv_service, lease_service);
+    let lock =
+        LockServer::new(LockService::new(local.clone())).max_decoding_message_size(tonic_limit);
+    let election =
+        ElectionServer::new(ElectionService::new(local)).max_decoding_message_size(tonic_limit);
     let cluster = ClusterServer::new(ClusterService::new(node.clone()))
         .max_decoding_message_size(tonic_limit);
     // Both servers stop on the same shutdown.
@@ -183,6 +199,8 @@ pub async fn serve(
         .add_service(SizeLimit::new(cluster, receive_limit))
         .add_service(SizeLimit::new(lease, receive_limit))
         .add_service(SizeLimit::new(watch, receive_limit))
+        .add_service(SizeLimit::new(lock, receive_limit))
+        .add_service(SizeLimit::new(election, receive_limit))
         .serve_with_incoming_shutdown(
             stream::select_all(
                 listeners
