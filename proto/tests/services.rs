@@ -176,7 +176,13 @@ fn descriptor_set_holds_the_etcd_packages() {
     packages.sort_unstable();
     assert_eq!(
         packages,
-        ["authpb", "etcdserverpb", "mvccpb", "v3electionpb", "v3lockpb"]
+        [
+            "authpb",
+            "etcdserverpb",
+            "mvccpb",
+            "v3electionpb",
+            "v3lockpb"
+        ]
     );
 }
 

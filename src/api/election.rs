@@ -197,9 +197,12 @@ impl Election for ElectionService {
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
         let request = request.into_inner();
-        let leader = request
+        let mut leader = request
             .leader
             .ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
+        // etcd resumes the election in a session of the leader's lease, granting a new one when
+        // the request names none; the value is then put with that lease.
+        leader.lease = session_lease(&self.client, leader.lease).await?;
         let header = proclaim(&self.client, &leader, &request.value).await?;
         Ok(Response::new(ProclaimResponse { header }))
     }
@@ -244,6 +247,8 @@ impl Election for ElectionService {
             .into_inner()
             .leader
             .ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
+        // As etcd: a session of the leader's lease, granted anew when the request names none.
+        session_lease(&self.client, leader.lease).await?;
         let response = self.client.txn(resign_txn(&leader.key, leader.rev)).await?;
         Ok(Response::new(ResignResponse {
             header: response.header,

@@ -13,6 +13,7 @@
 //! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
 //! - [`size_limit`]: grpc-go's receive limit; [`threads`]: the pinned gRPC runtime.
 //! - [`authority`]: accepts any HTTP/2 `:authority` from clients, as etcd does.
+//! - [`gateway`]: etcd's JSON gateway (`/v3/...`) over the same service objects.
 //! - [`http`]: etcd's `/health`, `/version` and `/metrics` over HTTP/1.1, on the client URLs and
 //!   on `--listen-metrics-urls`.
 //!
@@ -22,6 +23,7 @@
 pub mod authority;
 pub mod cluster;
 pub mod election;
+pub mod gateway;
 pub mod header;
 pub mod http;
 pub mod kv;
@@ -60,6 +62,7 @@ use crate::server::apply::Limits;
 use self::authority::AuthorityFix;
 use self::cluster::ClusterService;
 use self::election::ElectionService;
+use self::gateway::{Gateway, Services};
 use self::http::{Endpoints, HttpLayer};
 use self::kv::KvService;
 use self::lease::LeaseService;
@@ -154,27 +157,35 @@ pub async fn serve(
     // grpc-go's message.
     let tonic_limit = usize::try_from(receive_limit).unwrap_or(usize::MAX);
     let quota = quota::Quota::new(node.clone(), config.quota_backend_bytes);
-    let kv_service = Arc::new(KvService::new(node.clone(), limits, quota.clone()));
-    let kv = KvServer::from_arc(kv_service.clone()).max_decoding_message_size(tonic_limit);
-    let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
-        .max_decoding_message_size(tonic_limit);
-    let watch = WatchServer::new(
-        WatchService::new(
+    // One object per service, shared by the gRPC server and the JSON gateway.
+    let kv = Arc::new(KvService::new(node.clone(), limits, quota.clone()));
+    let lease = Arc::new(LeaseService::new(node.clone(), quota.clone()));
+    let local = LocalClient::new(node.clone(), kv.clone(), lease.clone());
+    let services = Services {
+        kv,
+        lease,
+        maintenance: Arc::new(MaintenanceService::new(node.clone())),
+        cluster: Arc::new(ClusterService::new(node.clone())),
+        watch: Arc::new(WatchService::new(
             node.clone(),
             config.watch_progress_notify_interval,
             limits.max_request_bytes,
-        ),
-        tonic_limit,
-    );
-    let lease_service = Arc::new(LeaseService::new(node.clone(), quota.clone()));
-    let lease = LeaseServer::from_arc(lease_service.clone()).max_decoding_message_size(tonic_limit);
-    let local = LocalClient::new(node.clone(), kv_service, lease_service);
-    let lock =
-        LockServer::new(LockService::new(local.clone())).max_decoding_message_size(tonic_limit);
-    let election =
-        ElectionServer::new(ElectionService::new(local)).max_decoding_message_size(tonic_limit);
-    let cluster = ClusterServer::new(ClusterService::new(node.clone()))
+        )),
+        lock: Arc::new(LockService::new(local.clone())),
+        election: Arc::new(ElectionService::new(local)),
+    };
+    let kv = KvServer::from_arc(services.kv.clone()).max_decoding_message_size(tonic_limit);
+    let maintenance = MaintenanceServer::from_arc(services.maintenance.clone())
         .max_decoding_message_size(tonic_limit);
+    let watch = WatchServer::from_arc(services.watch.clone(), tonic_limit);
+    let lease =
+        LeaseServer::from_arc(services.lease.clone()).max_decoding_message_size(tonic_limit);
+    let lock = LockServer::from_arc(services.lock.clone()).max_decoding_message_size(tonic_limit);
+    let election =
+        ElectionServer::from_arc(services.election.clone()).max_decoding_message_size(tonic_limit);
+    let cluster =
+        ClusterServer::from_arc(services.cluster.clone()).max_decoding_message_size(tonic_limit);
+    let gateway = Arc::new(Gateway::new(services, tonic_limit));
     // Both servers stop on the same shutdown.
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = (!listeners.metrics.is_empty()).then(|| {
@@ -191,9 +202,9 @@ pub async fn serve(
         tokio::spawn(server)
     });
     let served = Server::builder()
-        // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version` and `/metrics`.
+        // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version`, `/metrics` and `/v3/...`.
         .accept_http1(true)
-        .layer(HttpLayer::new(node, Endpoints::Client))
+        .layer(HttpLayer::new(node, Endpoints::Client).with_gateway(gateway))
         .add_service(SizeLimit::new(kv, receive_limit))
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))
