@@ -153,23 +153,7 @@ fn mask(text: &str) -> String {
 }
 
 fn b64(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    common::base64(text.as_bytes())
 }
 
 /// One step of the sequence: method, path, body.
@@ -431,77 +415,42 @@ fn streams(port: u16) -> Vec<String> {
         "{{\"create_request\":{{\"key\":\"{}\",\"start_revision\":\"{revision}\",\"prev_kv\":true}}}}",
         b64("w")
     );
-    let watched = call(port, "POST", "/v3/watch", &body, Some(2));
-    lines.push(format!(
-        "watch: {} {}",
-        watched.status,
-        mask(watched.body.trim_end())
-    ));
-    let kept = call(
-        port,
-        "POST",
+    let mut record = |label: &str, path: &str, body: &str, chunks: Option<usize>| {
+        let answer = call(port, "POST", path, body, chunks);
+        lines.push(format!(
+            "{label}: {} {}",
+            answer.status,
+            mask(answer.body.trim_end())
+        ));
+    };
+    record("watch", "/v3/watch", &body, Some(2));
+    record(
+        "keepalive",
         "/v3/lease/keepalive",
         "{\"ID\":\"2\"}",
         Some(1),
     );
-    lines.push(format!(
-        "keepalive: {} {}",
-        kept.status,
-        mask(kept.body.trim_end())
-    ));
-    let unknown = call(
-        port,
-        "POST",
+    record(
+        "keepalive unknown",
         "/v3/lease/keepalive",
         "{\"ID\":\"4242\"}",
         Some(1),
     );
-    lines.push(format!(
-        "keepalive unknown: {} {}",
-        unknown.status,
-        mask(unknown.body.trim_end())
-    ));
     // A lease of its own: the random steps may have revoked theirs.
-    let granted = call(
-        port,
-        "POST",
+    record(
+        "grant 10",
         "/v3/lease/grant",
         "{\"TTL\":60,\"ID\":10}",
         None,
     );
-    lines.push(format!(
-        "grant 10: {} {}",
-        granted.status,
-        mask(&granted.body)
-    ));
-    let campaign = call(
-        port,
-        "POST",
-        "/v3/election/campaign",
-        &format!(
-            "{{\"name\":\"{}\",\"lease\":\"10\",\"value\":\"{}\"}}",
-            b64("elect"),
-            b64("me")
-        ),
-        None,
+    let campaign = format!(
+        "{{\"name\":\"{}\",\"lease\":\"10\",\"value\":\"{}\"}}",
+        b64("elect"),
+        b64("me")
     );
-    lines.push(format!(
-        "campaign: {} {}",
-        campaign.status,
-        mask(&campaign.body)
-    ));
-    let observed = call(
-        port,
-        "POST",
-        "/v3/election/observe",
-        &format!("{{\"name\":\"{}\"}}", b64("elect")),
-        Some(1),
-    );
-    lines.push(format!(
-        "observe: {} {}",
-        observed.status,
-        mask(observed.body.trim_end())
-    ));
+    record("campaign", "/v3/election/campaign", &campaign, None);
+    let observe = format!("{{\"name\":\"{}\"}}", b64("elect"));
+    record("observe", "/v3/election/observe", &observe, Some(1));
     lines
 }
 

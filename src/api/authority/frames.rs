@@ -67,6 +67,39 @@ struct Block {
     raw: Vec<u8>,
 }
 
+/// A complete header block, borrowed from the frame it came in or from an open [`Block`].
+struct BlockView<'a> {
+    stream_id: u32,
+    end_stream: bool,
+    priority: Option<[u8; PRIORITY_BYTES]>,
+    fragment: &'a [u8],
+    raw: &'a [u8],
+}
+
+impl BlockView<'_> {
+    fn to_owned(&self) -> Block {
+        Block {
+            stream_id: self.stream_id,
+            end_stream: self.end_stream,
+            priority: self.priority,
+            fragment: self.fragment.to_vec(),
+            raw: self.raw.to_vec(),
+        }
+    }
+}
+
+impl Block {
+    fn view(&self) -> BlockView<'_> {
+        BlockView {
+            stream_id: self.stream_id,
+            end_stream: self.end_stream,
+            priority: self.priority,
+            fragment: &self.fragment,
+            raw: &self.raw,
+        }
+    }
+}
+
 /// What became of a header frame.
 #[derive(Debug, PartialEq, Eq)]
 enum Taken {
@@ -285,13 +318,19 @@ impl Rewriter {
                 priority = Some(*fields);
                 payload = rest;
             }
-            self.block = Some(Block {
+            let view = BlockView {
                 stream_id,
                 end_stream: flags & FLAG_END_STREAM != 0,
                 priority,
-                fragment: payload.to_vec(),
-                raw: frame.to_vec(),
-            });
+                fragment: payload,
+                raw: frame,
+            };
+            // The usual case, a block in one frame, is decoded where it lies.
+            if flags & FLAG_END_HEADERS != 0 {
+                return self.finish_view(view, out);
+            }
+            self.block = Some(view.to_owned());
+            return Taken::Yes;
         } else {
             let Some(block) = self.block.as_mut().filter(|b| b.stream_id == stream_id) else {
                 return Taken::Malformed;
@@ -306,29 +345,33 @@ impl Rewriter {
             return Taken::Yes;
         }
         let block = self.block.take().expect("a block is open");
-        if self.finish(block, out) {
+        self.finish_view(block.view(), out)
+    }
+
+    /// Finishes a complete block; one that does not decode is left open for `give_up`.
+    fn finish_view(&mut self, block: BlockView<'_>, out: &mut Vec<u8>) -> Taken {
+        if self.finish(&block, out) {
             Taken::Yes
         } else {
+            self.block = Some(block.to_owned());
             Taken::MalformedBlock
         }
     }
 
     /// Decodes a complete block and writes it out, as received or rewritten.
-    fn finish(&mut self, block: Block, out: &mut Vec<u8>) -> bool {
+    fn finish(&mut self, block: &BlockView<'_>, out: &mut Vec<u8>) -> bool {
         let fields = &mut self.fields;
         fields.clear();
         let mut refused = false;
-        let decoded = self.decoder.decode(&block.fragment, |name, value| {
+        let decoded = self.decoder.decode(block.fragment, |name, value| {
             refused |= name == b":authority" && !acceptable(value);
             fields.push(name, value);
         });
         if decoded.is_err() {
-            // Put the block back so give_up forwards it for the server to refuse.
-            self.block = Some(block);
             return false;
         }
         if !refused && !self.rewriting {
-            out.extend_from_slice(&block.raw);
+            out.extend_from_slice(block.raw);
             return true;
         }
         self.rewriting = true;
@@ -342,13 +385,13 @@ impl Rewriter {
                 hpack::put_literal(&mut encoded, name, value);
             }
         }
-        write_block(&block, &encoded, out);
+        write_block(block, &encoded, out);
         true
     }
 }
 
 /// Writes `encoded` as a HEADERS frame and as many CONTINUATION frames as its length needs.
-fn write_block(block: &Block, encoded: &[u8], out: &mut Vec<u8>) {
+fn write_block(block: &BlockView<'_>, encoded: &[u8], out: &mut Vec<u8>) {
     let priority: &[u8] = block.priority.as_ref().map_or(&[], |p| p.as_slice());
     let first_room = FRAME_PAYLOAD_BYTES_MAX - priority.len();
     let (first, mut rest) = encoded.split_at(encoded.len().min(first_room));

@@ -1,5 +1,5 @@
-//! HPACK's Huffman code (RFC 7541 Appendix B), decoding only: Keelson never Huffman-encodes, it
-//! writes raw string literals.
+//! HPACK's Huffman code (RFC 7541 Appendix B). Keelson decodes what clients send; it writes raw
+//! string literals itself, and encodes only to build test and measurement input.
 //!
 //! The code is canonical (codes of one length are consecutive, in symbol order, and shorter
 //! codes sort first), so it is fully described by each symbol's code length, and decoding walks
@@ -30,12 +30,6 @@ const CODE_BITS: [u8; 257] = [
 const LONGEST_BITS: usize = 30;
 const EOS: u16 = 256;
 
-/// The code lengths, for tests that encode.
-#[cfg(test)]
-pub fn code_bits() -> &'static [u8; 257] {
-    &CODE_BITS
-}
-
 /// Why a Huffman string could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HuffmanError {
@@ -65,6 +59,37 @@ fn canonical() -> &'static Canonical {
         symbols.copy_from_slice(&order);
         Canonical { count, symbols }
     })
+}
+
+/// Appends the Huffman encoding of `text` to `out`, padded with EOS's leading ones.
+#[cfg(test)]
+pub fn encode(text: &[u8], out: &mut Vec<u8>) {
+    // Canonical codes: symbols in (length, symbol) order take consecutive values, shifted
+    // left whenever the length grows.
+    let mut codes = [0u32; 257];
+    let code = canonical();
+    let (mut value, mut bits) = (0u32, CODE_BITS[usize::from(code.symbols[0])]);
+    for (i, &symbol) in code.symbols.iter().enumerate() {
+        let length = CODE_BITS[usize::from(symbol)];
+        if i > 0 {
+            value = (value + 1) << (length - bits);
+        }
+        bits = length;
+        codes[usize::from(symbol)] = value;
+    }
+    let (mut pending, mut pending_bits) = (0u64, 0u32);
+    for &byte in text {
+        let length = u32::from(CODE_BITS[usize::from(byte)]);
+        pending = (pending << length) | u64::from(codes[usize::from(byte)]);
+        pending_bits += length;
+        while pending_bits >= 8 {
+            out.push((pending >> (pending_bits - 8)) as u8);
+            pending_bits -= 8;
+        }
+    }
+    if pending_bits > 0 {
+        out.push(((pending << (8 - pending_bits)) as u8) | (0xff >> pending_bits));
+    }
 }
 
 /// Appends the decoding of `encoded` to `out`.
@@ -112,13 +137,16 @@ pub fn decode(encoded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
 mod tests {
     use super::*;
 
-    fn decoded(hex: &str) -> Result<Vec<u8>, HuffmanError> {
-        let bytes: Vec<u8> = (0..hex.len())
+    fn decoded_hex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+            .collect()
+    }
+
+    fn decoded(hex: &str) -> Result<Vec<u8>, HuffmanError> {
         let mut out = Vec::new();
-        decode(&bytes, &mut out).map(|()| out)
+        decode(&decoded_hex(hex), &mut out).map(|()| out)
     }
 
     #[test]
@@ -138,6 +166,19 @@ mod tests {
             b"Mon, 21 Oct 2013 20:13:21 GMT"
         );
         assert_eq!(decoded("").unwrap(), b"");
+    }
+
+    #[test]
+    fn encoding_round_trips_every_byte() {
+        let text: Vec<u8> = (0..=255u8).chain(*b"www.example.com").collect();
+        let mut encoded = Vec::new();
+        encode(&text, &mut encoded);
+        let mut decoded_back = Vec::new();
+        decode(&encoded, &mut decoded_back).unwrap();
+        assert_eq!(decoded_back, text);
+        let mut www = Vec::new();
+        encode(b"www.example.com", &mut www);
+        assert_eq!(www, decoded_hex("f1e3c2e5f23a6ba0ab90f4ff"));
     }
 
     #[test]
