@@ -53,14 +53,7 @@ fn mask_took(text: &str) -> String {
 /// The JSON forms: raft bookkeeping and sizes differ between two servers.
 fn mask_raft_json(text: &str) -> String {
     let mut out = text.to_string();
-    for field in [
-        "raft_term",
-        "raftTerm",
-        "raftIndex",
-        "raftAppliedIndex",
-        "dbSize",
-        "dbSizeInUse",
-    ] {
+    for field in common::RAFT_AND_SIZE_JSON_FIELDS {
         out = zero_json_number(&out, field);
     }
     // `-w fields` prints `"RaftTerm" : N`.

@@ -392,6 +392,17 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> CtlOutput 
     }
 }
 
+/// JSON fields of raft bookkeeping and database sizes, which differ between two servers that
+/// hold the same data.
+pub const RAFT_AND_SIZE_JSON_FIELDS: &[&str] = &[
+    "raft_term",
+    "raftTerm",
+    "raftIndex",
+    "raftAppliedIndex",
+    "dbSize",
+    "dbSizeInUse",
+];
+
 /// Replaces the number after every `"field":` in JSON text with 0.
 pub fn zero_json_number(text: &str, field: &str) -> String {
     let needle = format!("\"{field}\":");
