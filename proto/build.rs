@@ -12,6 +12,8 @@ const PROTOS: &[&str] = &[
     "etcd/auth.proto",
     "etcd/rpc.proto",
     "keelson/peer.proto",
+    "etcd/v3lock.proto",
+    "etcd/v3election.proto",
 ];
 const INCLUDE_DIR: &str = "proto";
 

@@ -1,6 +1,9 @@
 //! etcdctl compatibility: the same etcdctl commands, in the same order, against Keelson and
 //! against a real etcd 3.4.23, with outputs compared after masking what names the server (ports,
 //! member and cluster ids) and what legitimately differs (raft term and indexes, database size).
+//! Endpoints are given as URLs (`http://127.0.0.1:PORT`), which clientv3 sends as the HTTP/2
+//! `:authority` of per-endpoint calls; commands Keelson does not implement yet answer the same in
+//! both endpoint forms.
 //!
 //! This file must never loosen a comparison beyond those masks: a difference elsewhere is a
 //! compatibility bug.
@@ -50,14 +53,7 @@ fn mask_took(text: &str) -> String {
 /// The JSON forms: raft bookkeeping and sizes differ between two servers.
 fn mask_raft_json(text: &str) -> String {
     let mut out = text.to_string();
-    for field in [
-        "raft_term",
-        "raftTerm",
-        "raftIndex",
-        "raftAppliedIndex",
-        "dbSize",
-        "dbSizeInUse",
-    ] {
+    for field in common::RAFT_AND_SIZE_JSON_FIELDS {
         out = zero_json_number(&out, field);
     }
     // `-w fields` prints `"RaftTerm" : N`.
@@ -300,6 +296,16 @@ const STEPS: &[Step] = &[
         mask: mask_raft_json,
     },
     Step {
+        args: &["endpoint", "hashkv"],
+        stdin: None,
+        mask: same,
+    },
+    Step {
+        args: &["endpoint", "hashkv", "-w", "json"],
+        stdin: None,
+        mask: mask_raft_json,
+    },
+    Step {
         args: &["alarm", "list"],
         stdin: None,
         mask: same,
@@ -384,4 +390,57 @@ fn etcdctl_outputs_match_etcd() {
         mismatches.join("\n"),
         keelson.log()
     );
+}
+
+/// Commands whose calls Keelson answers UNIMPLEMENTED for now: with a URL endpoint they must
+/// reach the service and fail exactly as with `host:port`, never at the HTTP/2 layer.
+const NOT_YET_IMPLEMENTED: &[&[&str]] = &[
+    &["defrag"],
+    &["move-leader", "1234"],
+    &["member", "remove", "1234"],
+    &["user", "list"],
+    &["role", "list"],
+    &["snapshot", "save", "SNAPSHOT_FILE"],
+];
+
+#[test]
+fn url_endpoints_reach_every_service() {
+    let Some(_) = common::require_programs("url_endpoints_reach_every_service", &["etcdctl"])
+    else {
+        return;
+    };
+    let keelson = Server::start(common::Kind::Keelson);
+    let url = keelson.endpoint();
+    let host_port = format!("127.0.0.1:{}", keelson.client_port);
+    let snapshot = keelson.data_dir.with_extension("snapshot");
+    for args in NOT_YET_IMPLEMENTED {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| match *a {
+                "SNAPSHOT_FILE" => snapshot.to_str().unwrap(),
+                a => a,
+            })
+            .collect();
+        let args = args.as_slice();
+        let with_url = keelson.etcdctl(args, None);
+        let plain = keelson.etcdctl_host_port(args, None);
+        let stderr = without_client_logs(&with_url.stderr).replace(&url, &host_port);
+        assert!(
+            !with_url.stderr.contains("PROTOCOL_ERROR") && stderr.contains("Unimplemented"),
+            "etcdctl {args:?}: {stderr}"
+        );
+        assert_eq!(
+            (
+                with_url.success,
+                with_url.stdout.replace(&url, &host_port),
+                stderr
+            ),
+            (
+                plain.success,
+                plain.stdout,
+                without_client_logs(&plain.stderr)
+            ),
+            "etcdctl {args:?}"
+        );
+    }
 }

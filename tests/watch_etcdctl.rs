@@ -94,7 +94,7 @@ impl Watcher {
     /// Waits until the watcher printed `value` (a put of it on `foo`).
     fn wait_for(&mut self, value: &str) {
         let marker = if self.json {
-            base64(value.as_bytes())
+            common::base64(value.as_bytes())
         } else {
             value.to_string()
         };
@@ -128,23 +128,6 @@ impl Watcher {
         }
         self.stdout.lock().unwrap().clone()
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn mask(server: &Server, ids: &Ids, text: &str) -> String {

@@ -4,7 +4,7 @@
 //! `.proto` files under `proto/etcd/` (etcd v3.4.23's client API plus the
 //! wire-compatible v3.5 additions listed at the top of `rpc.proto`), the
 //! prost messages generated from them, and the tonic client and server
-//! scaffolding for the six etcd services. Behaviour lives elsewhere; servers
+//! scaffolding for the six etcd services and the Lock and Election services. Behaviour lives elsewhere; servers
 //! implement the generated `*_server` traits.
 //!
 //! Module names match the protobuf packages so generated cross-package paths
@@ -32,6 +32,16 @@ pub mod etcdserverpb {
 /// of one cluster (`proto/keelson/peer.proto`).
 pub mod keelsonpeerpb {
     include!(concat!(env!("OUT_DIR"), "/keelsonpeerpb.rs"));
+}
+
+/// etcd's Lock service (`v3lockpb`).
+pub mod v3lockpb {
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+}
+
+/// etcd's Election service (`v3electionpb`).
+pub mod v3electionpb {
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
 }
 
 /// Encoded `google.protobuf.FileDescriptorSet` of every file in this crate,

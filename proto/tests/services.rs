@@ -118,6 +118,15 @@ const EXPECTED: &[Rpc] = &[
     ("etcdserverpb.Auth", "RoleDelete", "AuthRoleDeleteRequest", "AuthRoleDeleteResponse", Shape::Unary),
     ("etcdserverpb.Auth", "RoleGrantPermission", "AuthRoleGrantPermissionRequest", "AuthRoleGrantPermissionResponse", Shape::Unary),
     ("etcdserverpb.Auth", "RoleRevokePermission", "AuthRoleRevokePermissionRequest", "AuthRoleRevokePermissionResponse", Shape::Unary),
+
+    ("v3lockpb.Lock", "Lock", "LockRequest", "LockResponse", Shape::Unary),
+    ("v3lockpb.Lock", "Unlock", "UnlockRequest", "UnlockResponse", Shape::Unary),
+
+    ("v3electionpb.Election", "Campaign", "CampaignRequest", "CampaignResponse", Shape::Unary),
+    ("v3electionpb.Election", "Proclaim", "ProclaimRequest", "ProclaimResponse", Shape::Unary),
+    ("v3electionpb.Election", "Leader", "LeaderRequest", "LeaderResponse", Shape::Unary),
+    ("v3electionpb.Election", "Observe", "LeaderRequest", "LeaderResponse", Shape::ServerStream),
+    ("v3electionpb.Election", "Resign", "ResignRequest", "ResignResponse", Shape::Unary),
 ];
 
 /// Every RPC in the embedded descriptor set, keyed by its gRPC path.
@@ -151,12 +160,9 @@ fn every_etcd_rpc_is_present_with_its_types_and_streaming() {
         let (got_in, got_out, got_shape) = actual
             .remove(&path)
             .unwrap_or_else(|| panic!("{path} is missing"));
-        assert_eq!(got_in, format!(".etcdserverpb.{input}"), "{path} request");
-        assert_eq!(
-            got_out,
-            format!(".etcdserverpb.{output}"),
-            "{path} response"
-        );
+        let package = service.split('.').next().unwrap();
+        assert_eq!(got_in, format!(".{package}.{input}"), "{path} request");
+        assert_eq!(got_out, format!(".{package}.{output}"), "{path} response");
         assert_eq!(got_shape, shape, "{path} streaming");
     }
     // Anything left over is an RPC etcd 3.4 does not define; in particular
@@ -171,7 +177,14 @@ fn descriptor_set_holds_the_etcd_packages_and_the_peer_protocol() {
     packages.sort_unstable();
     assert_eq!(
         packages,
-        ["authpb", "etcdserverpb", "keelsonpeerpb", "mvccpb"]
+        [
+            "authpb",
+            "etcdserverpb",
+            "keelsonpeerpb",
+            "mvccpb",
+            "v3electionpb",
+            "v3lockpb"
+        ]
     );
 }
 

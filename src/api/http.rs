@@ -6,11 +6,13 @@
 //! Statuses, bodies and content types are etcd 3.4.23's (tests/http_endpoints.rs compares them
 //! side by side). `/metrics` is etcd's metric set, from `crate::metrics`.
 //!
-//! This module only answers these paths: every other request on a client URL goes to the gRPC
-//! services untouched.
+//! This module only answers these paths, and hands `/v3/...` to the JSON gateway
+//! (`api::gateway`): every other request on a client URL goes to the gRPC services untouched.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tower_layer::Layer;
 
+use crate::api::gateway::Gateway;
+use crate::api::gateway::routes::is_gateway_path;
 use crate::api::maintenance::ETCD_API_VERSION;
 use crate::metrics::Scrape;
 use crate::node::NodeHandle;
@@ -47,11 +51,22 @@ pub enum Endpoints {
 pub struct HttpLayer {
     node: NodeHandle,
     endpoints: Endpoints,
+    gateway: Option<Arc<Gateway>>,
 }
 
 impl HttpLayer {
     pub fn new(node: NodeHandle, endpoints: Endpoints) -> HttpLayer {
-        HttpLayer { node, endpoints }
+        HttpLayer {
+            node,
+            endpoints,
+            gateway: None,
+        }
+    }
+
+    /// Also serves etcd's JSON gateway (`/v3/...`); client URLs only.
+    pub fn with_gateway(mut self, gateway: Arc<Gateway>) -> HttpLayer {
+        self.gateway = Some(gateway);
+        self
     }
 }
 
@@ -63,6 +78,7 @@ impl<S> Layer<S> for HttpLayer {
             inner,
             node: self.node.clone(),
             endpoints: self.endpoints,
+            gateway: self.gateway.clone(),
         }
     }
 }
@@ -72,6 +88,7 @@ pub struct Http<S> {
     inner: S,
     node: NodeHandle,
     endpoints: Endpoints,
+    gateway: Option<Arc<Gateway>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -95,13 +112,24 @@ where
         let Some(route) = route(&request, self.endpoints) else {
             return Either::Left(self.inner.call(request));
         };
+        if route == Route::Gateway
+            && let Some(gateway) = self.gateway.clone()
+        {
+            return Either::Right(Box::pin(async move {
+                let mut response = gateway.handle(request).await;
+                add_cors(response.headers_mut());
+                Ok(response)
+            }));
+        }
         let node = self.node.clone();
         let endpoints = self.endpoints;
         let query = request.uri().query().map(str::to_owned);
         let method_is_get = request.method() == http::Method::GET;
         Either::Right(Box::pin(async move {
             let mut response = match route {
-                Route::NotFound => error(http::StatusCode::NOT_FOUND, "404 page not found"),
+                Route::NotFound | Route::Gateway => {
+                    error(http::StatusCode::NOT_FOUND, "404 page not found")
+                }
                 _ if !method_is_get => method_not_allowed(),
                 Route::Health => health(&node, query.as_deref()).await,
                 Route::Version => version(),
@@ -120,6 +148,8 @@ enum Route {
     Health,
     Version,
     Metrics,
+    /// etcd's JSON gateway (`/v3/...`), on client URLs.
+    Gateway,
     NotFound,
 }
 
@@ -136,6 +166,7 @@ fn route(request: &http::Request<Body>, endpoints: Endpoints) -> Option<Route> {
         (_, "/health") => Some(Route::Health),
         (_, "/metrics") => Some(Route::Metrics),
         (Endpoints::Client, "/version") => Some(Route::Version),
+        (Endpoints::Client, path) if is_gateway_path(path) => Some(Route::Gateway),
         _ => Some(Route::NotFound),
     }
 }
@@ -314,6 +345,9 @@ mod tests {
         let version = request("GET", "/version", None);
         assert_eq!(route(&version, Endpoints::Client), Some(Route::Version));
         assert_eq!(route(&version, Endpoints::Metrics), Some(Route::NotFound));
+        let gateway = request("POST", "/v3/kv/range", None);
+        assert_eq!(route(&gateway, Endpoints::Client), Some(Route::Gateway));
+        assert_eq!(route(&gateway, Endpoints::Metrics), Some(Route::NotFound));
         let other = request("GET", "/v2/keys", None);
         assert_eq!(route(&other, Endpoints::Client), Some(Route::NotFound));
         assert_eq!(route(&grpc, Endpoints::Metrics), Some(Route::NotFound));

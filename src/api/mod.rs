@@ -4,23 +4,32 @@
 //! - [`maintenance`], [`cluster`]: Status, Alarm, HashKV and MemberList; other calls
 //!   UNIMPLEMENTED.
 //! - [`lease`]: grant and revoke through the node, keep-alive and reads from its lessor.
+//! - [`lock`], [`election`]: etcd's Lock and Election services over [`local`], the in-process
+//!   client of the KV, Lease and Watch code.
 //! - [`watch`]: the Watch stream over the node's watch hub; [`watch_wire`]: its codec and route.
 //! - Auth is not served yet: tonic answers UNIMPLEMENTED for every call of a
 //!   service that is not registered, which is exactly what they must answer for now.
 //! - [`quota`]: the space quota checked before proposing a write (raises NOSPACE).
 //! - [`status`]: the only conversion of Keelson's errors into gRPC statuses.
 //! - [`size_limit`]: grpc-go's receive limit; [`threads`]: the pinned gRPC runtime.
+//! - [`authority`]: accepts any HTTP/2 `:authority` from clients, as etcd does.
+//! - [`gateway`]: etcd's JSON gateway (`/v3/...`) over the same service objects.
 //! - [`http`]: etcd's `/health`, `/version` and `/metrics` over HTTP/1.1, on the client URLs and
 //!   on `--listen-metrics-urls`.
 //!
 //! This module must never touch the store except through the node, and never answer a client
 //! before the node has applied what it asked for.
 
+pub mod authority;
 pub mod cluster;
+pub mod election;
+pub mod gateway;
 pub mod header;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod local;
+pub mod lock;
 pub mod maintenance;
 pub mod quota;
 pub mod size_limit;
@@ -32,12 +41,15 @@ pub mod watch_wire;
 use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 use keelson_proto::etcdserverpb::cluster_server::ClusterServer;
 use keelson_proto::etcdserverpb::kv_server::KvServer;
 use keelson_proto::etcdserverpb::lease_server::LeaseServer;
 use keelson_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use keelson_proto::v3electionpb::election_server::ElectionServer;
+use keelson_proto::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -48,10 +60,15 @@ use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::node::NodeHandle;
 use crate::server::apply::Limits;
 
+use self::authority::AuthorityFix;
 use self::cluster::ClusterService;
+use self::election::ElectionService;
+use self::gateway::{Gateway, Services};
 use self::http::{Endpoints, HttpLayer};
 use self::kv::KvService;
 use self::lease::LeaseService;
+use self::local::LocalClient;
+use self::lock::LockService;
 use self::maintenance::MaintenanceService;
 use self::size_limit::SizeLimit;
 use self::watch::WatchService;
@@ -146,26 +163,39 @@ pub async fn serve(
     // grpc-go's message.
     let tonic_limit = usize::try_from(receive_limit).unwrap_or(usize::MAX);
     let quota = quota::Quota::new(node.clone(), config.quota_backend_bytes);
-    let kv = KvServer::new(KvService::new(node.clone(), limits, quota.clone()))
-        .max_decoding_message_size(tonic_limit);
-    let maintenance = MaintenanceServer::new(MaintenanceService::new(node.clone()))
-        .max_decoding_message_size(tonic_limit);
-    let watch = WatchServer::new(
-        WatchService::new(
-            node.clone(),
-            config.watch_progress_notify_interval,
-            limits.max_request_bytes,
-        ),
-        tonic_limit,
-    );
-    let forwarder = std::sync::Arc::new(crate::peer::Forwarder::new(
+    // One object per service, shared by the gRPC server and the JSON gateway.
+    let kv = Arc::new(KvService::new(node.clone(), limits, quota.clone()));
+    let forwarder = Arc::new(crate::peer::Forwarder::new(
         node.clone(),
         crate::node::config::request_timeout(config.election_timeout),
     ));
-    let lease = LeaseServer::new(LeaseService::new(node.clone(), quota.clone(), forwarder))
+    let lease = Arc::new(LeaseService::new(node.clone(), quota.clone(), forwarder));
+    let local = LocalClient::new(node.clone(), kv.clone(), lease.clone());
+    let services = Services {
+        kv,
+        lease,
+        maintenance: Arc::new(MaintenanceService::new(node.clone())),
+        cluster: Arc::new(ClusterService::new(node.clone())),
+        watch: Arc::new(WatchService::new(
+            node.clone(),
+            config.watch_progress_notify_interval,
+            limits.max_request_bytes,
+        )),
+        lock: Arc::new(LockService::new(local.clone())),
+        election: Arc::new(ElectionService::new(local)),
+    };
+    let kv = KvServer::from_arc(services.kv.clone()).max_decoding_message_size(tonic_limit);
+    let maintenance = MaintenanceServer::from_arc(services.maintenance.clone())
         .max_decoding_message_size(tonic_limit);
-    let cluster = ClusterServer::new(ClusterService::new(node.clone()))
-        .max_decoding_message_size(tonic_limit);
+    let watch = WatchServer::from_arc(services.watch.clone(), tonic_limit);
+    let lease =
+        LeaseServer::from_arc(services.lease.clone()).max_decoding_message_size(tonic_limit);
+    let lock = LockServer::from_arc(services.lock.clone()).max_decoding_message_size(tonic_limit);
+    let election =
+        ElectionServer::from_arc(services.election.clone()).max_decoding_message_size(tonic_limit);
+    let cluster =
+        ClusterServer::from_arc(services.cluster.clone()).max_decoding_message_size(tonic_limit);
+    let gateway = Arc::new(Gateway::new(services, tonic_limit));
     // Both servers stop on the same shutdown.
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = (!listeners.metrics.is_empty()).then(|| {
@@ -208,20 +238,27 @@ pub async fn serve(
         let _ = signalled.send(());
     };
     let graceful = Server::builder()
-        // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version` and `/metrics`.
+        // HTTP/1.1 beside HTTP/2 for etcd's `/health`, `/version`, `/metrics` and `/v3/...`.
         .accept_http1(true)
         .http2_keepalive_interval(keepalive(config.grpc_keepalive_interval))
         .http2_keepalive_timeout(keepalive(config.grpc_keepalive_timeout))
         .max_concurrent_streams(Some(config.max_concurrent_streams))
-        .layer(HttpLayer::new(node, Endpoints::Client))
+        .layer(HttpLayer::new(node, Endpoints::Client).with_gateway(gateway))
         .layer(GrpcMetricsLayer)
         .add_service(SizeLimit::new(kv, receive_limit))
         .add_service(SizeLimit::new(maintenance, receive_limit))
         .add_service(SizeLimit::new(cluster, receive_limit))
         .add_service(SizeLimit::new(lease, receive_limit))
         .add_service(SizeLimit::new(watch, receive_limit))
+        .add_service(SizeLimit::new(lock, receive_limit))
+        .add_service(SizeLimit::new(election, receive_limit))
         .serve_with_incoming_shutdown(
-            stream::select_all(listeners.incomings.into_iter().map(|i| i.boxed())),
+            stream::select_all(
+                listeners
+                    .incomings
+                    .into_iter()
+                    .map(|i| i.map(|accepted| accepted.map(AuthorityFix::new)).boxed()),
+            ),
             shutdown,
         );
     let served = tokio::select! {

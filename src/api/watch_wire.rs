@@ -138,8 +138,13 @@ pub struct WatchServer {
 impl WatchServer {
     /// Requests larger than `max_decoding_message_size` are refused.
     pub fn new(inner: WatchService, max_decoding_message_size: usize) -> WatchServer {
+        WatchServer::from_arc(Arc::new(inner), max_decoding_message_size)
+    }
+
+    /// As [`WatchServer::new`], for a service shared with others (the JSON gateway).
+    pub fn from_arc(inner: Arc<WatchService>, max_decoding_message_size: usize) -> WatchServer {
         WatchServer {
-            inner: Arc::new(inner),
+            inner,
             max_decoding_message_size,
         }
     }

@@ -270,12 +270,14 @@ impl Server {
         self.signal_and_wait(libc::SIGKILL);
     }
 
-    /// etcdctl against this server: exit success, stdout and stderr.
-    ///
-    /// The endpoint is given without a scheme: with `http://`, etcdctl's per-endpoint commands
-    /// (`endpoint status`, `endpoint health`) send that whole URL as the HTTP/2 `:authority`,
-    /// which grpc-go's server tolerates and Keelson's (hyper/h2) rejects with PROTOCOL_ERROR.
+    /// etcdctl against this server, its endpoint given as a URL (`http://127.0.0.1:PORT`, the
+    /// form clientv3 sends as the HTTP/2 `:authority`): exit success, stdout and stderr.
     pub fn etcdctl(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
+        etcdctl(&self.endpoint(), args, stdin)
+    }
+
+    /// etcdctl against this server with the endpoint as `127.0.0.1:PORT`.
+    pub fn etcdctl_host_port(&self, args: &[&str], stdin: Option<&str>) -> CtlOutput {
         etcdctl(&format!("127.0.0.1:{}", self.client_port), args, stdin)
     }
 
@@ -390,6 +392,17 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> CtlOutput 
     }
 }
 
+/// JSON fields of raft bookkeeping and database sizes, which differ between two servers that
+/// hold the same data.
+pub const RAFT_AND_SIZE_JSON_FIELDS: &[&str] = &[
+    "raft_term",
+    "raftTerm",
+    "raftIndex",
+    "raftAppliedIndex",
+    "dbSize",
+    "dbSizeInUse",
+];
+
 /// Replaces the number after every `"field":` in JSON text with 0.
 pub fn zero_json_number(text: &str, field: &str) -> String {
     let needle = format!("\"{field}\":");
@@ -499,4 +512,22 @@ pub async fn fill_until_refused(endpoint: &str) -> (usize, tonic::Status) {
         }
     }
     panic!("{endpoint}: no refusal after {FILL_WRITES_MAX} writes");
+}
+
+/// Standard padded base64, as etcd's JSON writes bytes.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
